@@ -1,0 +1,5 @@
+import sys
+
+from fxdist.cli import main
+
+sys.exit(main())

@@ -1,0 +1,100 @@
+"""Reading and writing audio files with checks that name the file and the problem.
+
+Arrays are float32 of shape (C, N): channels first, even for mono (C = 1).
+float32 holds every 24-bit PCM value exactly (k / 2**23 needs 24 significant bits),
+so reading a 24-bit file and writing it back as PCM_24 is lossless.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from fxdist.errors import DataError
+from fxdist.fsutil import atomic_path
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read an audio file as float32 (C, N) and its sample rate.
+
+    Raises DataError naming the file when it cannot be decoded or holds NaN/Inf.
+    """
+    path = Path(path)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        if path.suffix.lower() == ".mp3" or not isinstance(exc, (sf.LibsndfileError, RuntimeError)):
+            data, sr = _read_with_librosa(path, exc)
+        else:
+            raise DataError(f"{path}: cannot decode audio ({exc})") from exc
+    audio = np.ascontiguousarray(data.T)
+    check_finite(audio, path)
+    return audio, int(sr)
+
+
+def _read_with_librosa(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
+    """Fallback decoder (audioread/ffmpeg via librosa) for formats libsndfile lacks."""
+    try:
+        import librosa
+
+        data, sr = librosa.load(str(path), sr=None, mono=False)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot decode audio ({first_error}; fallback decoder: {exc})") from exc
+    data = np.atleast_2d(data).astype(np.float32)
+    return data.T, int(sr)
+
+
+def check_finite(audio: np.ndarray, path: str | Path) -> None:
+    """Raise DataError if ``audio`` holds NaN or Inf, with the first bad sample index."""
+    bad = ~np.isfinite(audio)
+    if bad.any():
+        ch, idx = np.argwhere(bad)[0] if audio.ndim == 2 else (0, int(np.argmax(bad)))
+        kind = "NaN" if np.isnan(audio[bad]).any() else "Inf"
+        raise DataError(f"{path}: {kind} sample(s) found ({int(bad.sum())} in all; first at channel {ch}, sample {idx})")
+
+
+def check_not_silent(audio: np.ndarray, path: str | Path, floor_db: float = -90.0) -> None:
+    """Raise DataError if the peak of ``audio`` is below ``floor_db`` dBFS."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak <= 10 ** (floor_db / 20):
+        level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.1f}"
+        raise DataError(f"{path}: audio is silent (peak {level} dBFS, floor {floor_db} dBFS)")
+
+
+def to_mono(audio: np.ndarray, path: str | Path, downmix: bool) -> np.ndarray:
+    """Return (1, N) audio; average channels when ``downmix``, else refuse stereo."""
+    if audio.shape[0] == 1:
+        return audio
+    if not downmix:
+        raise DataError(f"{path}: expected mono audio, got {audio.shape[0]} channels (enable downmix to average them)")
+    return audio.mean(axis=0, keepdims=True).astype(np.float32)
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample (C, N) float32 audio from ``sr_in`` to ``sr_out`` (polyphase, soxr quality)."""
+    if sr_in == sr_out:
+        return audio
+    import librosa
+
+    return librosa.resample(audio, orig_sr=sr_in, target_sr=sr_out, res_type="soxr_hq", axis=-1).astype(np.float32)
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sr: int, subtype: str = "FLOAT") -> Path:
+    """Write (C, N) or (N,) float audio atomically. ``subtype`` e.g. FLOAT, PCM_24, PCM_16."""
+    path = Path(path)
+    audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    check_finite(audio, path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        sf.write(str(tmp), audio.T, sr, subtype=subtype, format=_format_for(path))
+    return path
+
+
+def _format_for(path: Path) -> str:
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".aiff": "AIFF", ".aif": "AIFF"}.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: cannot write audio with suffix {path.suffix!r}; use one of .wav .flac .ogg .aiff")
+    return fmt

@@ -1,0 +1,47 @@
+"""Audio I/O: exact round trips, atomic writes, and errors that name the file."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from fxdist.audio import check_not_silent, read_audio, to_mono, write_audio
+from fxdist.errors import DataError
+
+
+def test_pcm24_round_trip_is_exact(tmp_path):
+    ints = np.random.default_rng(0).integers(-(2**23), 2**23, size=4096)
+    sf.write(tmp_path / "a.wav", ints.astype(np.int32) << 8, 48000, subtype="PCM_24")
+    audio, sr = read_audio(tmp_path / "a.wav")
+    assert sr == 48000 and audio.dtype == np.float32 and audio.shape == (1, 4096)
+    np.testing.assert_array_equal((audio[0].astype(np.float64) * 2**23).astype(np.int64), ints)
+    write_audio(tmp_path / "b.wav", audio, sr, subtype="PCM_24")
+    again, _ = read_audio(tmp_path / "b.wav")
+    np.testing.assert_array_equal(again, audio)
+
+
+def test_write_is_atomic_and_leaves_no_temp(tmp_path):
+    write_audio(tmp_path / "x.wav", np.zeros((1, 10), np.float32), 8000)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]
+    with pytest.raises(DataError, match="x.wav: NaN"):
+        write_audio(tmp_path / "x.wav", np.full((1, 10), np.nan, np.float32), 8000)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]
+
+
+def test_corrupt_and_nan_files_are_named(tmp_path):
+    (tmp_path / "junk.wav").write_bytes(b"RIFF\x00garbage" * 10)
+    with pytest.raises(DataError, match="junk.wav: cannot decode audio"):
+        read_audio(tmp_path / "junk.wav")
+    bad = np.zeros(100, np.float32)
+    bad[42] = np.inf
+    sf.write(tmp_path / "inf.wav", bad, 8000, subtype="FLOAT")
+    with pytest.raises(DataError, match="inf.wav: Inf sample.*sample 42"):
+        read_audio(tmp_path / "inf.wav")
+
+
+def test_silence_and_stereo_checks():
+    with pytest.raises(DataError, match="s.wav: audio is silent"):
+        check_not_silent(np.zeros((1, 10), np.float32), "s.wav")
+    stereo = np.stack([np.ones(4), -np.ones(4) * 0.5]).astype(np.float32)
+    with pytest.raises(DataError, match="st.wav: expected mono audio, got 2 channels"):
+        to_mono(stereo, "st.wav", downmix=False)
+    np.testing.assert_allclose(to_mono(stereo, "st.wav", downmix=True), [[0.25] * 4])
