@@ -89,8 +89,20 @@ def write_audio(path: str | Path, audio: np.ndarray, sr: int, subtype: str = "FL
     audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     check_finite(audio, path)
     with atomic_path(path, suffix=path.suffix) as tmp:
-        sf.write(str(tmp), audio.T, sr, subtype=subtype, format=_format_for(path))
+        with sf.SoundFile(str(tmp), "w", sr, audio.shape[0], subtype=subtype, format=_format_for(path)) as fh:
+            _no_peak_chunk(fh)
+            fh.write(audio.T)
     return path
+
+
+def _no_peak_chunk(fh: sf.SoundFile) -> None:
+    """Stop libsndfile adding a PEAK chunk to float WAV/AIFF files.
+
+    That chunk holds the wall-clock time of the write, so equal audio would give
+    different bytes (and different shard checksums). Must run before any write.
+    """
+    SFC_SET_ADD_PEAK_CHUNK = 0x1050
+    sf._snd.sf_command(fh._file, SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
 
 
 def _format_for(path: Path) -> str:

@@ -45,3 +45,10 @@ def test_silence_and_stereo_checks():
     with pytest.raises(DataError, match="st.wav: expected mono audio, got 2 channels"):
         to_mono(stereo, "st.wav", downmix=False)
     np.testing.assert_allclose(to_mono(stereo, "st.wav", downmix=True), [[0.25] * 4])
+
+
+def test_float_wav_bytes_do_not_depend_on_write_time(tmp_path):
+    audio = np.linspace(-1, 1, 100, dtype=np.float32)
+    write_audio(tmp_path / "a.wav", audio, 8000)
+    data = (tmp_path / "a.wav").read_bytes()
+    assert b"PEAK" not in data[:256]  # the chunk that would carry a timestamp
