@@ -112,13 +112,18 @@ def _coerce(tp: Any, value: Any, source: str, path: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(arg, value, source, path)
-            except ConfigError:
-                continue
+            except ConfigError as exc:
+                errors.append((arg, exc))
+        # A mapping meant for a dataclass arm: its own message (unknown key...) says more.
+        for arg, exc in errors:
+            if isinstance(value, dict) and dataclasses.is_dataclass(arg):
+                raise exc
         raise bad
     if origin is Literal:
         if value not in args:

@@ -22,6 +22,7 @@ class Outer:
     tags: list[str] = field(default_factory=list)
     inner: Inner = field(default_factory=Inner)
     limit: Optional[int] = None
+    extra: Optional[Inner] = None
 
     def __post_init__(self):
         if self.steps <= 0:
@@ -39,7 +40,7 @@ def test_unknown_key_names_allowed_keys_and_source():
         from_dict(Outer, {"name": "a", "stpes": 3}, source="cfg.yaml")
     msg = str(err.value)
     assert "cfg.yaml" in msg and "'stpes'" in msg
-    assert "allowed keys: inner, limit, name, steps, tags" in msg
+    assert "allowed keys: extra, inner, limit, name, steps, tags" in msg
 
 
 def test_nested_unknown_key_has_dotted_path():
@@ -86,3 +87,9 @@ def test_apply_overrides_does_not_mutate_input():
     data = {"a": {"b": 1}}
     out = apply_overrides(data, {"a.b": 2, "c.d": 3})
     assert data == {"a": {"b": 1}} and out == {"a": {"b": 2}, "c": {"d": 3}}
+
+
+def test_optional_dataclass_reports_its_own_error():
+    assert from_dict(Outer, {"name": "a", "extra": {"lr": 2}}).extra == Inner(lr=2.0)
+    with pytest.raises(ConfigError, match=r"extra.*unknown key\(s\) 'lrr'.*allowed keys: kind, lr"):
+        from_dict(Outer, {"name": "a", "extra": {"lrr": 2}})
