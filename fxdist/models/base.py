@@ -1,0 +1,161 @@
+"""The interface every model family implements, and the streaming logic they share.
+
+Tensors are (B, 1, T) float32, channels-first. Conv models use valid (unpadded) causal
+convolutions: ``forward`` on T input samples gives T - receptive_field + 1 outputs, output
+``i`` aligned to input ``i + receptive_field - 1`` and depending on inputs ``i .. i+RF-1``.
+``process`` streams blocks of any length (>= 0) with exact equality to one whole pass over
+the signal preceded by zeros (conv history) or a zero recurrent state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from fxdist.errors import ModelError
+
+
+class EffectModel(nn.Module):
+    """Base of every family: a mono (B, 1, T) -> (B, 1, T') effect model.
+
+    Subclasses set ``family``, ``config_cls`` and ``stateful``, and implement
+    ``receptive_field``, ``forward`` and ``macs_per_sample``. Defaults here are those of a
+    stateless conv model (no state; ``process`` keeps the last RF-1 input samples).
+    """
+
+    family: ClassVar[str]
+    config_cls: ClassVar[type]
+    stateful: ClassVar[bool] = False
+
+    def __init__(self, cfg: Any):
+        super().__init__()
+        if not isinstance(cfg, self.config_cls):
+            raise ModelError(f"{type(self).__name__} needs a {self.config_cls.__name__}, got {type(cfg).__name__}")
+        self.cfg = cfg
+
+    # --- what each family provides -------------------------------------------------
+    @property
+    def receptive_field(self) -> int:
+        """Input samples needed per output sample (1 for recurrent models)."""
+        raise NotImplementedError
+
+    @property
+    def output_kind(self) -> str:
+        """'regression' (forward's output is the prediction) or 'mol' (see wavenet)."""
+        return "regression"
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """x: (B, 1, T) -> y: (B, 1, T - RF + 1), new state (None for conv models)."""
+        raise NotImplementedError
+
+    def macs_per_sample(self) -> int:
+        """Multiply-accumulates per output sample (analytic; biases and activations excluded)."""
+        raise NotImplementedError
+
+    # --- state ---------------------------------------------------------------------
+    def initial_state(self, batch: int, device: Any = None) -> Any:
+        """Zero state for ``batch`` lanes; None for conv models."""
+        return None
+
+    def reset_lanes(self, state: Any, mask: Tensor) -> Any:
+        """Return ``state`` with lanes where ``mask`` (bool, (B,)) zeroed; out of place.
+
+        For conv models ``state`` is None (forward) or the (B, 1, RF-1) stream history of
+        ``process``; zeroing it restarts those lanes as if from silence.
+        """
+        if state is None:
+            return None
+        mask = self._check_mask(mask, state.shape[0], state.device)
+        return state.masked_fill(mask.view(-1, 1, 1), 0.0)
+
+    # --- streaming -----------------------------------------------------------------
+    def process(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
+        """Stream a block: x (B, 1, T_block) -> y (B, 1, T_block), new stream state.
+
+        ``stream_state`` is the (B, 1, RF-1) history of previous input samples (None: zeros).
+        Exact but simple: it reruns forward over history + block; no cached activations.
+        """
+        self._check_shape(x)
+        batch, _, length = x.shape
+        hist_len = self.receptive_field - 1
+        if stream_state is None:
+            stream_state = x.new_zeros(batch, 1, hist_len)
+        elif not isinstance(stream_state, Tensor) or tuple(stream_state.shape) != (batch, 1, hist_len):
+            got = tuple(stream_state.shape) if isinstance(stream_state, Tensor) else type(stream_state).__name__
+            raise ModelError(
+                f"{self.family}: stream state must be a tensor of shape {(batch, 1, hist_len)}, got {got}"
+            )
+        if length == 0:
+            return x.new_zeros(batch, 1, 0), stream_state
+        full = torch.cat([stream_state, x], dim=-1)
+        y, _ = self.forward(full)
+        return y, full[..., full.shape[-1] - hist_len :]
+
+    # --- reporting -----------------------------------------------------------------
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- checks shared by families ---------------------------------------------------
+    def _check_shape(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[1] != 1:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ModelError(f"{self.family}: expected input of shape (B, 1, T), got {got}")
+
+    def _check_input(self, x: Tensor) -> None:
+        """Shape (B, 1, T) with T >= receptive_field, as forward needs."""
+        self._check_shape(x)
+        rf = self.receptive_field
+        if x.shape[-1] < rf:
+            raise ModelError(
+                f"{self.family}: input has {x.shape[-1]} samples but the receptive field is {rf}; "
+                f"forward needs at least {rf} (process() streams shorter blocks)"
+            )
+
+    def _check_no_state(self, state: Any) -> None:
+        if state is not None:
+            raise ModelError(
+                f"{self.family}: conv models are stateless, forward takes state=None, got "
+                f"{type(state).__name__} (use process() to stream with history)"
+            )
+
+    def _check_mask(self, mask: Tensor, batch: int, device: Any) -> Tensor:
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (batch,):
+            got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
+            raise ModelError(f"{self.family}: reset mask must be a bool tensor of shape ({batch},), got {got}")
+        return mask.to(device)
+
+
+def detach_state(state: Any) -> Any:
+    """Detach a state (None, tensor, or tuple/list of them) from the graph, for TBPTT."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    raise ModelError(f"cannot detach a state of type {type(state).__name__}")
+
+
+def make_activation(name: str, channels: int) -> nn.Module:
+    """'relu' | 'tanh' | 'prelu' (one slope per channel) as a module."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "prelu":
+        return nn.PReLU(channels)
+    raise ModelError(f"unknown activation {name!r}; known: prelu, relu, tanh")
+
+
+def check_positive(owner: str, **values: int) -> None:
+    """Raise ValueError (-> ConfigError via from_dict) for any value < 1."""
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
+
+
+def receptive_field_of(kernel_size: int, dilations: list[int]) -> int:
+    """1 + sum((kernel_size - 1) * d) for a stack of valid dilated convs."""
+    return 1 + sum((kernel_size - 1) * d for d in dilations)

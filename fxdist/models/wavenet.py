@@ -1,0 +1,199 @@
+"""Family ``wavenet``: non-autoregressive WaveNet (as in Neural Amp Modeler), causal and valid.
+
+input 1x1 conv -> stacks of layers [dilated conv -> tanh*sigmoid gate (or one activation)
+-> residual 1x1 back into the stream, skip 1x1 into a shared skip sum] -> head
+(ReLU, 1x1, ReLU, 1x1) -> output. Stacks may differ in width (NAM's 16/8 "standard");
+a 1x1 conv re-channels between them. Output ``regression``: one float32 channel, nothing
+quantised. Output ``mol``: 3K mixture-of-logistics parameters (``forward_params``) over
+2^mol_bits levels; ``forward`` then returns the mixture mean. See ``fxdist.models.mol``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from fxdist.models.base import EffectModel, check_positive, make_activation, receptive_field_of
+from fxdist.models.mol import mol_mean
+from fxdist.models.registry import register
+
+
+def _octave_dilations() -> list[int]:
+    return [2**i for i in range(10)]
+
+
+@dataclass
+class WaveNetStack:
+    channels: int = 16
+    kernel_size: int = 3
+    dilations: list[int] = field(default_factory=_octave_dilations)
+
+    def __post_init__(self):
+        check_positive("wavenet stack", channels=self.channels, kernel_size=self.kernel_size)
+        if not self.dilations:
+            raise ValueError("wavenet stack: dilations must not be empty")
+        for i, d in enumerate(self.dilations):
+            check_positive("wavenet stack", **{f"dilations[{i}]": d})
+
+
+@dataclass
+class WaveNetConfig:
+    stacks: list[WaveNetStack] = field(default_factory=lambda: [WaveNetStack()])
+    skip_channels: int = 16
+    head_channels: int = 16  # hidden width of the head; 0: one 1x1 conv after the ReLU
+    gated: bool = True  # tanh(a) * sigmoid(b); False: `activation` alone
+    activation: Literal["tanh", "relu"] = "tanh"  # used when gated is False
+    output: Literal["regression", "mol"] = "regression"
+    mol_components: int = 10  # K
+    mol_bits: int = 24
+    input_skip: bool = False  # add the aligned input sample to the output (to the means for mol)
+
+    def __post_init__(self):
+        if not self.stacks:
+            raise ValueError("wavenet: stacks must not be empty")
+        for stack in self.stacks:
+            if not isinstance(stack, WaveNetStack):
+                raise TypeError(f"wavenet: stacks must hold WaveNetStack, got {type(stack).__name__}")
+        check_positive("wavenet", skip_channels=self.skip_channels, mol_components=self.mol_components)
+        if self.head_channels < 0:
+            raise ValueError(f"wavenet: head_channels must be >= 0, got {self.head_channels}")
+        if not 1 <= self.mol_bits <= 32:
+            raise ValueError(f"wavenet: mol_bits must be in 1..32, got {self.mol_bits}")
+
+
+class _Layer(nn.Module):
+    """One dilated layer: (B, C, T) -> residual stream (B, C, T - shrink) or None, skip (B, S, n_out)."""
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        dilation: int,
+        skip_channels: int,
+        gated: bool,
+        activation: str,
+        has_residual: bool,
+    ):
+        super().__init__()
+        self.gated = gated
+        self.shrink = (kernel_size - 1) * dilation
+        self.conv = nn.Conv1d(channels, 2 * channels if gated else channels, kernel_size, dilation=dilation)
+        self.act = None if gated else make_activation(activation, channels)
+        self.skip = nn.Conv1d(channels, skip_channels, 1)
+        # The very last layer's residual output would be unused (and break DDP), so it has none.
+        self.res = nn.Conv1d(channels, channels, 1) if has_residual else None
+
+    def forward(self, x: Tensor, n_out: int) -> tuple[Tensor | None, Tensor]:
+        h = self.conv(x)
+        if self.gated:
+            a, b = h.chunk(2, dim=1)
+            z = torch.tanh(a) * torch.sigmoid(b)
+        else:
+            z = self.act(h)
+        skip = self.skip(z[..., z.shape[-1] - n_out :])
+        res = None if self.res is None else x[..., self.shrink :] + self.res(z)
+        return res, skip
+
+
+@register
+class WaveNetModel(EffectModel):
+    """x (B, 1, T) -> y (B, 1, T - RF + 1); RF = 1 + sum over layers of (k - 1) * d."""
+
+    family = "wavenet"
+    config_cls = WaveNetConfig
+    stateful = False
+
+    def __init__(self, cfg: WaveNetConfig):
+        super().__init__(cfg)
+        first = cfg.stacks[0].channels
+        self.input = nn.Conv1d(1, first, 1)
+        self.rechannel = nn.ModuleList()
+        self.layers = nn.ModuleList()
+        prev = first
+        n_layers = sum(len(s.dilations) for s in cfg.stacks)
+        for stack in cfg.stacks:
+            self.rechannel.append(nn.Conv1d(prev, stack.channels, 1) if stack.channels != prev else nn.Identity())
+            for d in stack.dilations:
+                last = len(self.layers) == n_layers - 1
+                self.layers.append(
+                    _Layer(
+                        stack.channels,
+                        stack.kernel_size,
+                        d,
+                        cfg.skip_channels,
+                        cfg.gated,
+                        cfg.activation,
+                        has_residual=not last,
+                    )
+                )
+            prev = stack.channels
+        self._stack_starts = [0]
+        for stack in cfg.stacks:
+            self._stack_starts.append(self._stack_starts[-1] + len(stack.dilations))
+        out = 3 * cfg.mol_components if cfg.output == "mol" else 1
+        if cfg.head_channels > 0:
+            self.head = nn.Sequential(
+                nn.ReLU(),
+                nn.Conv1d(cfg.skip_channels, cfg.head_channels, 1),
+                nn.ReLU(),
+                nn.Conv1d(cfg.head_channels, out, 1),
+            )
+        else:
+            self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(cfg.skip_channels, out, 1))
+        self._rf = 1 + sum(receptive_field_of(s.kernel_size, s.dilations) - 1 for s in cfg.stacks)
+
+    @property
+    def receptive_field(self) -> int:
+        return self._rf
+
+    @property
+    def output_kind(self) -> str:
+        return self.cfg.output
+
+    def forward_params(self, x: Tensor) -> Tensor:
+        """Raw head output: (B, 1, T') for regression, (B, 3K, T') MoL parameters for mol."""
+        self._check_input(x)
+        n_out = x.shape[-1] - self._rf + 1
+        h = self.input(x)
+        skip_sum = None
+        for s, stack_rechannel in enumerate(self.rechannel):
+            h = stack_rechannel(h)
+            for layer in self.layers[self._stack_starts[s] : self._stack_starts[s + 1]]:
+                h, skip = layer(h, n_out)
+                skip_sum = skip if skip_sum is None else skip_sum + skip
+        out = self.head(skip_sum)
+        if self.cfg.input_skip:
+            aligned = x[..., self._rf - 1 :]
+            if self.cfg.output == "mol":
+                k = self.cfg.mol_components
+                out = torch.cat([out[:, :k], out[:, k : 2 * k] + aligned, out[:, 2 * k :]], dim=1)
+            else:
+                out = out + aligned
+        return out
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, None]:
+        """Prediction (B, 1, T'): the regression output, or the mixture mean for mol."""
+        self._check_no_state(state)
+        out = self.forward_params(x)
+        if self.cfg.output == "mol":
+            out = mol_mean(out, self.cfg.mol_bits)
+        return out, None
+
+    def macs_per_sample(self) -> int:
+        cfg = self.cfg
+        macs = cfg.stacks[0].channels
+        for layer in self.layers:
+            c_in, c_out, k = layer.conv.in_channels, layer.conv.out_channels, layer.conv.kernel_size[0]
+            macs += c_in * c_out * k + c_in * cfg.skip_channels + (c_in * c_in if layer.res is not None else 0)
+        for r in self.rechannel:
+            if isinstance(r, nn.Conv1d):
+                macs += r.in_channels * r.out_channels
+        out = 3 * cfg.mol_components if cfg.output == "mol" else 1
+        if cfg.head_channels > 0:
+            macs += cfg.skip_channels * cfg.head_channels + cfg.head_channels * out
+        else:
+            macs += cfg.skip_channels * out
+        return macs
