@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from fxdist.audio import check_finite, check_not_silent, read_audio, write_audio

@@ -1,0 +1,347 @@
+"""Tests for fxdist.data.shards: bit-exact round trips, splits, manifest, integrity, atomicity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from fxdist.audio import read_audio, write_audio
+from fxdist.data.shards import (
+    ShardConfig,
+    assign_splits,
+    iter_rows,
+    pack_shards,
+    read_manifest,
+    read_track,
+    resolve,
+    verify,
+    write_shards,
+)
+from fxdist.data.stream import StreamConfig, WindowDataset, WindowSpec, iter_tracks
+from fxdist.errors import DataError, ShardError
+
+SR = 8000
+EFFECT = "dist"
+SMALL = {"row_samples": 256, "rows_per_group": 4, "rows_per_shard": 12}
+
+
+def make_root(root: Path, lengths: list[int], seed: int = 0, sr: int = SR) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Float WAV pairs clean/<id>.wav, processed/dist/<id>.wav (processed = tanh(3 x))."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i, n in enumerate(lengths):
+        tid = f"synth-s{seed}-{i:04d}"
+        x = (0.3 * rng.standard_normal(n)).astype(np.float32)
+        y = np.tanh(3 * x).astype(np.float32)
+        write_audio(root / "clean" / f"{tid}.wav", x, sr)
+        write_audio(root / "processed" / EFFECT / f"{tid}.wav", y, sr)
+        out[tid] = (x, y)
+    return out
+
+
+LENGTHS = [3000, 1100, 256, 7000, 2500, 900, 4097]  # 7000 samples = 28 rows: spans shards
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    tracks = make_root(tmp_path / "data", LENGTHS)
+    return tmp_path / "data", tracks
+
+
+@pytest.mark.parametrize("compression", ["zstd", "none"])
+def test_round_trip_bit_exact(dataset, tmp_path, compression):
+    root, tracks = dataset
+    dest = tmp_path / "shards"
+    m = write_shards(root, dest, EFFECT, ShardConfig(**SMALL, compression=compression))
+    seen = []
+    for split, info in m.splits.items():
+        for tid in info.tracks:
+            clean, proc = read_track(dest, split, tid)
+            assert clean.dtype == np.float32 and clean.shape == tracks[tid][0].shape
+            np.testing.assert_array_equal(clean, tracks[tid][0])
+            np.testing.assert_array_equal(proc, tracks[tid][1])
+            seen.append(tid)
+        for tid, clean, proc in iter_tracks(dest, split):
+            np.testing.assert_array_equal(clean, tracks[tid][0])
+            np.testing.assert_array_equal(proc, tracks[tid][1])
+    assert sorted(seen) == sorted(tracks)
+    # rows: consecutive, last one partial with zero padding on disk
+    rows = list(iter_rows(dest, "train"))
+    for tid in m.splits["train"].tracks:
+        mine = [r for r in rows if r.track_id == tid]
+        n = len(tracks[tid][0])
+        assert [r.offset for r in mine] == list(range(0, n, 256))
+        assert sum(r.length for r in mine) == n
+        assert all(r.length == 256 for r in mine[:-1]) and mine[-1].length == n - 256 * (len(mine) - 1)
+    part = pq.read_table(str(dest / m.splits["train"].shards[0].path))
+    assert part.schema.field("clean").type.list_size == 256
+    last = part.slice(part.num_rows - 1).to_pylist()[0]
+    assert all(v == 0.0 for v in last["clean"][last["length"] :])
+
+
+def test_long_track_spans_shards_in_order(dataset, tmp_path):
+    root, tracks = dataset
+    cfg = ShardConfig(**SMALL, val_fraction=0.0, test_fraction=0.0)
+    m = write_shards(root, tmp_path / "s", EFFECT, cfg)
+    train = m.splits["train"]
+    assert [s.rows for s in train.shards] and max(s.rows for s in train.shards) <= 12
+    long_id = next(t for t, (x, _) in tracks.items() if len(x) == 7000)
+    holders = [
+        s.path
+        for s in train.shards
+        if long_id in set(pq.read_table(str(tmp_path / "s" / s.path)).column("track_id").to_pylist())
+    ]
+    assert len(holders) >= 3  # 28 rows over shards of 12
+    np.testing.assert_array_equal(read_track(m, "train", long_id)[0], tracks[long_id][0])
+
+
+def test_pack_shards_whole_tracks_when_possible():
+    assert pack_shards([3, 4, 5], 8) == [[(0, 0, 3), (1, 0, 4)], [(2, 0, 5)]]
+    assert pack_shards([2, 20, 1], 8) == [[(0, 0, 2)], [(1, 0, 8)], [(1, 8, 16)], [(1, 16, 20), (2, 0, 1)]]
+
+
+def test_pcm24_resolution_survives(tmp_path):
+    """24-bit integers -> read_audio -> shards -> read_track / stream -> identical integers."""
+    rng = np.random.default_rng(5)
+    root = tmp_path / "data"
+    ints = {}
+    for i in range(3):
+        tid = f"pair-{i}"
+        q = rng.integers(-(2**23), 2**23, size=2000 + 300 * i)
+        for sub, a in (("clean", q), (f"processed/{EFFECT}", q[::-1].copy())):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            sf.write(str(root / sub / f"{tid}.wav"), (a << 8).astype(np.int32), SR, subtype="PCM_24")
+        audio, _ = read_audio(root / "clean" / f"{tid}.wav")
+        np.testing.assert_array_equal((audio[0].astype(np.float64) * 2**23).astype(np.int64), q)
+        ints[tid] = q
+    dest = tmp_path / "s"
+    m = write_shards(root, dest, EFFECT, ShardConfig(**SMALL, val_fraction=0.0, test_fraction=0.0))
+    for tid, q in ints.items():
+        clean, proc = read_track(dest, "train", tid)
+        np.testing.assert_array_equal((clean.astype(np.float64) * 2**23).astype(np.int64), q)
+        np.testing.assert_array_equal((proc.astype(np.float64) * 2**23).astype(np.int64), q[::-1])
+    # through the stream: windows with no history tile the tracks
+    spec = WindowSpec(receptive_field=1, output_len=100)
+    ds = WindowDataset(dest, "train", spec, StreamConfig(shuffle_windows=0, remainder="drop"), with_ids=True)
+    n = 0
+    for item in ds:
+        q = ints[item["track_id"]]
+        got = (item["x"][0].numpy().astype(np.float64) * 2**23).astype(np.int64)
+        np.testing.assert_array_equal(got, q[item["offset"] : item["offset"] + 100])
+        n += 1
+    assert n == sum(sum(min(256, len(q) - o) // 100 for o in range(0, len(q), 256)) for q in ints.values())
+    assert m.sample_rate == SR
+
+
+def test_splits_disjoint_deterministic_nonempty():
+    ids = [f"t{i:03d}" for i in range(20)]
+    cfg = ShardConfig(val_fraction=0.1, test_fraction=0.2, split_seed=3)
+    a = assign_splits(ids, cfg)
+    assert a == assign_splits(list(reversed(ids)), cfg)
+    assert [len(a[s]) for s in ("train", "validation", "test")] == [14, 2, 4]
+    assert sorted(t for v in a.values() for t in v) == ids
+    assert a != assign_splits(ids, ShardConfig(val_fraction=0.1, test_fraction=0.2, split_seed=4))
+    three = assign_splits(["a", "b", "c"], ShardConfig())
+    assert all(len(v) == 1 for v in three.values())
+    assert assign_splits(["a"], ShardConfig()) == {"train": ["a"], "validation": [], "test": []}
+    # adding a track keeps the others' splits (hash order)
+    b = assign_splits(ids + ["t999"], cfg)
+    moved = [t for t in ids if not any(t in a[s] and t in b[s] for s in a)]
+    assert len(moved) <= 2
+
+
+def test_manifest_contents_and_checksums(dataset, tmp_path):
+    root, tracks = dataset
+    dest = tmp_path / "s"
+    m = write_shards(root, dest, EFFECT, ShardConfig(**SMALL), effect_config={"drive": 3.0})
+    data = json.loads((dest / "manifest.json").read_text())
+    assert data["schema_version"] == 1 and data["sample_rate"] == SR and data["row_samples"] == 256
+    assert data["effect_id"] == EFFECT and data["effect_config"] == {"drive": 3.0}
+    assert data["shard_config"]["rows_per_group"] == 4 and data["fxdist_version"] and data["created"]
+    assert read_manifest(dest).splits == m.splits
+    all_tracks = []
+    for name, split in data["splits"].items():
+        all_tracks += split["tracks"]
+        assert split["track_samples"] == [len(tracks[t][0]) for t in split["tracks"]]
+        assert split["rows"] == sum(-(-n // 256) for n in split["track_samples"])
+        assert split["seconds"] == pytest.approx(sum(split["track_samples"]) / SR)
+        first = 0
+        for k, shard in enumerate(split["shards"]):
+            path = dest / shard["path"]
+            assert shard["path"] == f"{name}/part-{k:05d}.parquet"
+            assert shard["bytes"] == path.stat().st_size
+            assert shard["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+            meta = pq.ParquetFile(str(path)).metadata
+            assert (meta.num_rows, meta.num_row_groups) == (shard["rows"], shard["row_groups"])
+            assert shard["first_row"] == first
+            first += shard["rows"]
+    assert sorted(all_tracks) == sorted(tracks) and len(set(all_tracks)) == len(tracks)
+    assert all(data["splits"][s]["tracks"] for s in ("train", "validation", "test"))
+    report = verify(dest)
+    assert report.shards == sum(len(s.shards) for s in m.splits.values())
+
+
+def _flip_byte(path: Path, where: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_corrupted_shard_detected(dataset, tmp_path):
+    root, _ = dataset
+    dest = tmp_path / "s"
+    m = write_shards(root, dest, EFFECT, ShardConfig(**SMALL, compression="none"))
+    shard = m.splits["train"].shards[1]
+    _flip_byte(dest / shard.path, 0.3)
+    with pytest.raises(ShardError) as err:
+        verify(dest)
+    msg = str(err.value)
+    assert shard.path in msg and shard.sha256 in msg and "sha256 mismatch" in msg
+    actual = hashlib.sha256((dest / shard.path).read_bytes()).hexdigest()
+    assert actual in msg
+    # readers see the page CRC fail, naming the shard
+    with pytest.raises(ShardError, match=shard.path):
+        list(iter_rows(dest, "train"))
+
+
+def test_rerun_removes_stale_and_temp_files(dataset, tmp_path):
+    root, _ = dataset
+    dest = tmp_path / "s"
+    write_shards(root, dest, EFFECT, ShardConfig(**{**SMALL, "rows_per_shard": 4}))
+    many = sorted(p.name for p in (dest / "train").iterdir())
+    assert len(many) > 3
+    (dest / "train" / ".part-00000.parquet.tmp-deadbeef").write_bytes(b"half a shard")
+    (dest / "test" / "part-00042.parquet").write_bytes(b"stale")
+    m = write_shards(root, dest, EFFECT, ShardConfig(**{**SMALL, "rows_per_shard": 400}))
+    for split, info in m.splits.items():
+        names = sorted(p.name for p in (dest / split).iterdir())
+        assert names == [Path(s.path).name for s in info.shards] == ["part-00000.parquet"]
+    verify(dest)
+
+
+def test_failed_rerun_leaves_incomplete_dest_without_half_shards(dataset, tmp_path):
+    root, tracks = dataset
+    dest = tmp_path / "s"
+    write_shards(root, dest, EFFECT, ShardConfig(**SMALL))
+    bad = max(tracks)
+    y = tracks[bad][1].copy()
+    y[5] = np.nan
+    sf.write(str(root / "processed" / EFFECT / f"{bad}.wav"), y, SR, subtype="FLOAT")
+    with pytest.raises(DataError, match="NaN"):
+        write_shards(root, dest, EFFECT, ShardConfig(**SMALL))
+    assert not (dest / "manifest.json").exists()
+    assert not [p for p in dest.rglob("*") if ".tmp-" in p.name]
+    with pytest.raises(ShardError, match="no manifest"):
+        read_manifest(dest)
+
+
+def test_dest_without_manifest_refused(tmp_path):
+    (tmp_path / "s" / "train").mkdir(parents=True)
+    with pytest.raises(ShardError, match=r"no manifest at .*incomplete or not a shard set"):
+        read_manifest(tmp_path / "s")
+    with pytest.raises(ShardError, match="no manifest"):
+        WindowDataset(tmp_path / "s", "train", WindowSpec(1, 8))
+    with pytest.raises(ShardError, match="no manifest"):
+        verify(tmp_path / "s")
+
+
+def test_file_uri(dataset, tmp_path):
+    root, tracks = dataset
+    uri = (tmp_path / "uri shards").as_uri()
+    assert uri.startswith("file://")
+    _, path = resolve(uri)
+    assert path == str(tmp_path / "uri shards")
+    m = write_shards(root, uri, EFFECT, ShardConfig(**SMALL))
+    assert (tmp_path / "uri shards" / "manifest.json").exists()
+    verify(uri)
+    tid = m.splits["validation"].tracks[0]
+    np.testing.assert_array_equal(read_track(uri, "validation", tid)[1], tracks[tid][1])
+    ds = WindowDataset(uri, "validation", WindowSpec(33, 64), StreamConfig(shuffle_windows=8))
+    assert sum(1 for _ in ds) > 0
+
+
+def _pair(
+    root: Path, tid: str, clean: np.ndarray, proc: np.ndarray, sr: int = SR, psr: int | None = None
+) -> tuple[Path, Path]:
+    c, p = root / "clean" / f"{tid}.wav", root / "processed" / EFFECT / f"{tid}.wav"
+    for path, a, rate in ((c, clean, sr), (p, proc, psr or sr)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(path), np.asarray(a, dtype=np.float32).T, rate, subtype="FLOAT")
+    return c, p
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("length", r"length 1000 samples but .*bad\.wav has 999"),
+        ("rate", r"sample rate 8000 Hz but .*bad\.wav has 16000 Hz"),
+        ("track_rate", r"bad\.wav: sample rate 16000 Hz, expected 8000 Hz"),
+        ("nan", r"bad\.wav: NaN"),
+        ("silent", r"silent target: .*bad\.wav"),
+        ("unmatched", r"clean/bad\.wav: no processed file"),
+        ("orphan", r"bad\.wav: no clean file"),
+        ("stereo", r"bad\.wav: expected mono"),
+    ],
+)
+def test_bad_inputs_raise_data_error_naming_file(tmp_path, case, match):
+    root = tmp_path / "data"
+    x = (0.3 * np.random.default_rng(0).standard_normal(1000)).astype(np.float32)
+    _pair(root, "good", x, np.tanh(x))
+    y = np.tanh(x)
+    if case == "length":
+        _pair(root, "bad", x, y[:999])
+    elif case == "rate":
+        _pair(root, "bad", x, y, psr=16000)
+    elif case == "track_rate":
+        _pair(root, "bad", x, y, sr=16000)
+    elif case == "nan":
+        y[10] = np.nan
+        _pair(root, "bad", x, y)
+    elif case == "silent":
+        _pair(root, "bad", x, np.zeros_like(y))
+    elif case == "unmatched":
+        _pair(root, "bad", x, y)
+        (root / "processed" / EFFECT / "bad.wav").unlink()
+    elif case == "orphan":
+        _pair(root, "bad", x, y)
+        (root / "clean" / "bad.wav").unlink()
+    elif case == "stereo":
+        _pair(root, "bad", x, np.stack([y, -y]))
+    cfg = ShardConfig(row_samples=256, rows_per_group=2, rows_per_shard=4, downmix=case != "stereo")
+    with pytest.raises(DataError, match=match):
+        write_shards(root, tmp_path / "s", EFFECT, cfg, sample_rate=SR)
+    assert not (tmp_path / "s" / "manifest.json").exists()
+
+
+def test_stereo_target_downmixed_and_pairs_list(tmp_path):
+    root = tmp_path / "data"
+    x = (0.3 * np.random.default_rng(1).standard_normal(700)).astype(np.float32)
+    stereo = np.stack([np.tanh(x), 0.5 * x]).astype(np.float32)
+    pairs = [("a", *_pair(root, "a", x, stereo)), ("b", *_pair(root, "b", -x, stereo))]
+    m = write_shards(pairs, tmp_path / "s", EFFECT, ShardConfig(row_samples=256, rows_per_group=2, rows_per_shard=4))
+    assert m.sample_rate == SR and sorted(m.splits["train"].tracks + m.splits["validation"].tracks) == ["a", "b"]
+    split = "train" if "a" in m.splits["train"].tracks else "validation"
+    np.testing.assert_array_equal(read_track(m, split, "a")[1], stereo.mean(axis=0))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="compression"):
+        ShardConfig(compression="brotli9")
+    with pytest.raises(ValueError, match="rows_per_shard"):
+        ShardConfig(rows_per_group=16, rows_per_shard=8)
+    with pytest.raises(ValueError, match="val_fraction"):
+        ShardConfig(val_fraction=0.6, test_fraction=0.5)
+
+
+def test_rendered_effect_yaml_goes_into_manifest(dataset, tmp_path):
+    root, _ = dataset
+    (root / "processed" / EFFECT / "effect.yaml").write_text("name: dist\nstages:\n- type: Distortion\n")
+    m = write_shards(root, tmp_path / "s", EFFECT, ShardConfig(**SMALL))
+    assert m.effect_config == {"name": "dist", "stages": [{"type": "Distortion"}]}
+    assert read_manifest(tmp_path / "s").effect_config == m.effect_config
