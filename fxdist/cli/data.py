@@ -1,0 +1,147 @@
+"""`fxdist data ...`: generate, ingest, render, import, shard, verify, effects.
+
+All commands work on a dataset root laid out as ``clean/``, ``processed/<effect>/`` and
+``shards/<effect>/`` (see fxdist.data).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fxdist.cli import parse_overrides
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="make, render, import and shard audio pairs", description="Data commands.")
+    cmds = data.add_subparsers(dest="data_command", required=True, metavar="STEP")
+
+    p = cmds.add_parser("generate", help="seeded synthetic guitar-range signals into ROOT/clean")
+    p.add_argument("root", help="dataset root")
+    p.add_argument("--config", help="GenerateConfig YAML (e.g. configs/data/generate.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--tracks", type=int, help="number of tracks")
+    p.add_argument("--segments", type=int, help="10 s segments per track")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--sample-rate", type=int)
+    p.add_argument("--workers", type=int, default=1, help="processes (output is identical for any number)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_generate)
+
+    p = cmds.add_parser("ingest", help="decode a folder of music into ROOT/clean (any format, rate, channels)")
+    p.add_argument("src", help="folder of audio files (wav, flac, ogg, mp3, aiff)")
+    p.add_argument("root", help="dataset root")
+    p.add_argument("--sample-rate", type=int, default=48000)
+    p.add_argument("--no-downmix", action="store_true", help="refuse multichannel files instead of averaging channels")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable/silent/NaN files (listed) instead of stopping")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_ingest)
+
+    p = cmds.add_parser("render", help="apply an effect chain to every clean track")
+    p.add_argument("root", help="dataset root")
+    p.add_argument("--effect", required=True, help="preset name (see `fxdist data effects`) or effect YAML path")
+    p.add_argument("--workers", type=int, help="processes (default min(4, CPUs))")
+    p.add_argument("--overwrite", action="store_true", help="re-render existing outputs")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_render)
+
+    p = cmds.add_parser("import", help="import recorded clean/processed pairs, finding and removing latency")
+    p.add_argument("pairs", help="folder with clean/ + processed/ subfolders, or NAME_clean.* / NAME_processed.* files")
+    p.add_argument("root", help="dataset root")
+    p.add_argument("--effect-id", default="imported")
+    p.add_argument("--sample-rate", type=int, help="resample aligned pairs to this rate")
+    p.add_argument("--max-latency-ms", type=float, default=100.0)
+    p.add_argument("--min-correlation", type=float, default=0.3)
+    p.set_defaults(func=_import)
+
+    p = cmds.add_parser("shard", help="write aligned pairs as sharded Parquet with a manifest")
+    p.add_argument("root", help="dataset root")
+    p.add_argument("--effect", required=True, help="effect id (folder under ROOT/processed)")
+    p.add_argument("--dest", help="path or URI (file://, s3://...); default ROOT/shards/EFFECT")
+    p.add_argument("--config", help="ShardConfig YAML")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=_shard)
+
+    p = cmds.add_parser("verify", help="check every shard against the manifest's checksums")
+    p.add_argument("dest", help="shard set path or URI")
+    p.set_defaults(func=_verify)
+
+    p = cmds.add_parser("effects", help="list the shipped effect presets")
+    p.set_defaults(func=_effects)
+
+
+def _generate(args) -> int:
+    from fxdist.config import from_dict, load
+    from fxdist.data.generate import GenerateConfig, generate
+
+    overrides = parse_overrides(args.overrides)
+    for key, value in (("tracks", args.tracks), ("segments_per_track", args.segments), ("seed", args.seed), ("sample_rate", args.sample_rate)):
+        if value is not None:
+            overrides[key] = value
+    cfg = load(GenerateConfig, args.config, overrides) if args.config else from_dict(GenerateConfig, overrides, "<command line>")
+    paths = generate(cfg, Path(args.root) / "clean", overwrite=args.overwrite, workers=args.workers)
+    seconds = len(paths) * cfg.track_samples / cfg.sample_rate
+    print(f"{len(paths)} track(s), {seconds:.0f} s at {cfg.sample_rate} Hz in {Path(args.root) / 'clean'}")
+    return 0
+
+
+def _ingest(args) -> int:
+    from fxdist.data.ingest import ingest_folder
+
+    result = ingest_folder(args.src, args.root, args.sample_rate, downmix=not args.no_downmix, skip_bad=args.skip_bad, overwrite=args.overwrite)
+    print(f"{len(result.outputs)} file(s) -> {Path(args.root) / 'clean'}")
+    for skipped in result.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}")
+    return 0
+
+
+def _render(args) -> int:
+    from fxdist.data.render import render
+    from fxdist.effects import load_effect
+
+    chain = load_effect(args.effect)
+    root = Path(args.root)
+    report = render(root / "clean", chain, root / "processed" / chain.name, workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
+    print(report)
+    return 0
+
+
+def _import(args) -> int:
+    from fxdist.data.ingest import import_pairs
+
+    reports = import_pairs(
+        args.pairs, args.root, sample_rate=args.sample_rate, max_latency_ms=args.max_latency_ms,
+        min_correlation=args.min_correlation, effect_id=args.effect_id,
+    )
+    for r in reports:
+        print(f"{r.track_id}: latency {r.latency_samples} samples ({r.latency_ms:.2f} ms), "
+              f"correlation {r.correlation:.3f}, {r.length} samples aligned")
+    return 0
+
+
+def _shard(args) -> int:
+    from fxdist.config import from_dict, load
+    from fxdist.data.shards import ShardConfig, write_shards
+
+    overrides = parse_overrides(args.overrides)
+    cfg = load(ShardConfig, args.config, overrides) if args.config else from_dict(ShardConfig, overrides, "<command line>")
+    dest = args.dest or str(Path(args.root) / "shards" / args.effect)
+    manifest = write_shards(args.root, dest, args.effect, cfg)
+    print(manifest.summary())
+    return 0
+
+
+def _verify(args) -> int:
+    from fxdist.data.shards import verify
+
+    print(verify(args.dest))
+    return 0
+
+
+def _effects(args) -> int:
+    from fxdist.effects import list_presets, load_effect_config
+
+    for name in list_presets():
+        cfg = load_effect_config(name)
+        print(f"{name:18s} {cfg.family:12s} {' '.join(cfg.description.split())[:90]}")
+    return 0

@@ -1,0 +1,579 @@
+"""Single-process (or one DDP rank's) training: ``train(cfg) -> TrainResult``.
+
+Everything a Ray trial runs goes through here: the CLI, Ray Tune trainables, SLURM
+jobs and notebooks all call ``train``. It streams windows from Parquet shards, trains
+one model with a weighted ESR/DC/MR-STFT loss, validates on whole validation tracks,
+keeps ``last.pt`` (for resuming) and ``best.pt`` (lowest validation ESR), and hands each
+validation to an optional ``report`` callback (Ray uses it to report metrics and
+checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from fxdist import __version__
+from fxdist.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fxdist.config import from_dict, load, load_yaml, to_dict
+from fxdist.errors import CheckpointError, ConfigError, TrainingError
+from fxdist.losses import CombinedLoss, LossConfig
+from fxdist.models.base import detach_state
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL_PRESETS = REPO_ROOT / "configs" / "model"
+
+
+@dataclass
+class DataConfig:
+    """Where windows come from and how they are cut."""
+
+    shards: str = "runs/data/shards/distortion"
+    # auto: sequential runs for stateful (recurrent) models, random windows otherwise.
+    mode: Literal["auto", "random", "sequential"] = "auto"
+    # Feed-forward models: output samples per window; input = receptive_field - 1 + output_len.
+    output_len: int = 4096
+    # Optional total input window; must be >= the model's receptive field (then output_len
+    # = window - receptive_field + 1).
+    window: Optional[int] = None
+    batch_size: int = 16
+    workers: int = 0
+    shuffle_windows: int = 256
+    # Sequential mode: TBPTT chunk length, run length before jumping track, warm-up samples
+    # after each jump that are excluded from the loss.
+    chunk_len: int = 2048
+    run_seconds: float = 2.0
+    warmup_samples: int = 1024
+    # Validation: at most this many seconds per validation track (None: whole tracks).
+    val_max_seconds: Optional[float] = 10.0
+    val_block: int = 65536
+
+    def __post_init__(self):
+        for name in ("output_len", "batch_size", "chunk_len", "val_block"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"data.{name} must be > 0, got {getattr(self, name)}")
+        if self.workers < 0 or self.warmup_samples < 0:
+            raise ValueError(f"data.workers and data.warmup_samples must be >= 0, got {self.workers}, {self.warmup_samples}")
+        if self.run_seconds <= 0:
+            raise ValueError(f"data.run_seconds must be > 0, got {self.run_seconds}")
+
+
+@dataclass
+class OptimConfig:
+    """Adam with linear warm-up then a cosine or constant schedule, and gradient clipping."""
+
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.05
+    grad_clip: Optional[float] = 1.0
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``model`` is a preset name (configs/model/NAME.yaml), a YAML path,
+    or an inline mapping with ``family`` and that family's fields."""
+
+    model: Union[str, dict[str, Any]] = "lstm-tiny"
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    steps: int = 1000
+    val_every: int = 200
+    checkpoint_every: int = 200
+    log_every: int = 20
+    seed: int = 0
+    out_dir: str = "runs/train/default"
+    device: str = "auto"
+    # Mixed precision (bfloat16 autocast) when training on a GPU; ignored on CPU.
+    amp: bool = True
+    progress: bool = True
+    # Continue from out_dir/last.pt when it exists (same step count and data position).
+    resume: bool = False
+    # Start from another run's weights (fine-tuning); sample rates must agree.
+    init_from: Optional[str] = None
+    # Stop after this many seconds of training (the checkpoint is kept; resume continues).
+    max_seconds: Optional[float] = None
+
+    def __post_init__(self):
+        for name in ("steps", "val_every", "checkpoint_every", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    step: int
+    best_val_esr: float | None
+    last_val_esr: float | None
+    baseline_val_esr: float | None
+    best_checkpoint: str | None
+    last_checkpoint: str | None
+    train_seconds: float
+    samples_per_second: float
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load a TrainConfig YAML (strict), with dotted overrides."""
+    return load(TrainConfig, path, overrides)
+
+
+def resolve_model_config(model: str | dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Turn a preset name, YAML path or mapping into (model config dict, source name)."""
+    if isinstance(model, dict):
+        return dict(model), "<train config: model>"
+    path = Path(model)
+    if not path.suffix:
+        path = MODEL_PRESETS / f"{model}.yaml"
+    if not path.is_file():
+        presets = sorted(p.stem for p in MODEL_PRESETS.glob("*.yaml"))
+        raise ConfigError(f"model {model!r}: no preset or file {path}; presets: {', '.join(presets)}")
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a model config must be a mapping with 'family'")
+    return data, str(path)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device {name!r} is not a torch device: {exc}") from exc
+
+
+def _dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def lr_lambda(cfg: OptimConfig, steps: int) -> Callable[[int], float]:
+    """Multiplier of the base lr at a step: linear warm-up, then cosine or constant."""
+
+    def fn(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        span = max(1, steps - cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return fn
+
+
+class Trainer:
+    """The state of one run; ``run()`` trains to cfg.steps (or the time budget)."""
+
+    def __init__(self, cfg: TrainConfig, report: Callable[[dict, Path | None], None] | None = None):
+        from fxdist.data import stream
+        from fxdist.models.registry import build_model, model_config_dict
+
+        self.cfg = cfg
+        self.report = report
+        self.rank, self.world = _dist_info()
+        self.device = pick_device(cfg.device)
+        self.out_dir = Path(cfg.out_dir)
+        self.manifest = stream.open_manifest(cfg.data.shards)
+        self.sample_rate = int(self.manifest.sample_rate)
+
+        torch.manual_seed(cfg.seed)
+        model_cfg, source = resolve_model_config(cfg.model)
+        self.model = build_model(model_cfg, source=source).to(self.device)
+        self.model_config = model_config_dict(self.model)
+        self.rf = self.model.receptive_field
+        self.mode = cfg.data.mode if cfg.data.mode != "auto" else ("sequential" if self.model.stateful else "random")
+        if self.mode == "random" and self.model.stateful:
+            raise ConfigError(f"data.mode 'random' cannot train stateful model {self.model_config['family']!r}; use 'sequential'")
+        self.output_len = self._output_len()
+
+        self.loss_fn = CombinedLoss(cfg.loss, self.sample_rate).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.optim, cfg.steps))
+        self.train_module: nn.Module = self.model
+        if self.world > 1 and self.model.output_kind == "mol":
+            # forward_params would bypass DDP's forward, so gradients would not be averaged.
+            raise ConfigError("the mixture-of-logistics WaveNet head trains on one worker only; set workers to 1 or use output: regression")
+        if self.world > 1:
+            self.train_module = nn.parallel.DistributedDataParallel(self.model)
+
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_val: float | None = None
+        self.last_val: float | None = None
+        self.baseline_val: float | None = None
+        self.carried = None
+        self.since_reset = None
+        self.history: list[dict[str, Any]] = []
+        if cfg.init_from:
+            self._init_from(Path(cfg.init_from))
+        if cfg.resume and self.last_path.is_file():
+            self._restore(load_checkpoint(self.last_path, map_location=self.device))
+
+    # -- set-up -------------------------------------------------------------------------
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
+    def _output_len(self) -> int:
+        window = self.cfg.data.window
+        name = self.model_config["family"]
+        if self.mode == "sequential":
+            return self.cfg.data.chunk_len
+        if window is None:
+            return self.cfg.data.output_len
+        if window < self.rf:
+            raise ConfigError(
+                f"data.window {window} is shorter than the receptive field {self.rf} of model {name!r}; "
+                f"use a window of at least {self.rf} samples"
+            )
+        return window - self.rf + 1
+
+    def _check_rate(self, ckpt: Checkpoint, path: Path) -> None:
+        if ckpt.sample_rate != self.sample_rate:
+            raise TrainingError(
+                f"{path}: checkpoint was trained at {ckpt.sample_rate} Hz but shard set "
+                f"{self.cfg.data.shards} is at {self.sample_rate} Hz"
+            )
+
+    def _check_model(self, ckpt: Checkpoint, path: Path) -> None:
+        if ckpt.model_config != self.model_config:
+            raise CheckpointError(
+                f"{path}: checkpoint holds model {ckpt.model_config} but this run builds {self.model_config}"
+            )
+
+    def _init_from(self, path: Path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        self._check_model(ckpt, path)
+        self._check_rate(ckpt, path)
+        self.model.load_state_dict(ckpt.model_state)
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        path = self.last_path
+        self._check_model(ckpt, path)
+        self._check_rate(ckpt, path)
+        if ckpt.fxdist_version.split(".")[0] != __version__.split(".")[0]:
+            raise CheckpointError(f"{path}: written by fxdist {ckpt.fxdist_version}, this is {__version__}")
+        self.model.load_state_dict(ckpt.model_state)
+        if ckpt.optimizer_state is not None:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+        if ckpt.scheduler_state is not None:
+            self.scheduler.load_state_dict(ckpt.scheduler_state)
+        self.step, self.epoch, self.batch_in_epoch = ckpt.step, ckpt.epoch, ckpt.batch_in_epoch
+        self.best_val, self.last_val = ckpt.best_val_esr, ckpt.val_esr
+        self.baseline_val = ckpt.metadata.get("baseline_val_esr")
+        self.history = list(ckpt.metadata.get("history", []))
+        if ckpt.rng_state is not None:
+            torch.set_rng_state(ckpt.rng_state.cpu())
+        if ckpt.carried_state is not None:
+            *state, since = [t.to(self.device) for t in ckpt.carried_state]
+            self.carried = tuple(state)
+            self.since_reset = since
+
+    # -- data ---------------------------------------------------------------------------
+
+    def _loader(self, epoch: int, start_batch: int):
+        from fxdist.data import stream
+
+        d = self.cfg.data
+        return stream.make_loader(
+            self.manifest,
+            split="train",
+            mode=self.mode,
+            receptive_field=self.rf,
+            output_len=self.output_len,
+            batch_size=d.batch_size,
+            workers=d.workers,
+            shuffle_windows=d.shuffle_windows,
+            run_seconds=d.run_seconds,
+            seed=self.cfg.seed,
+            epoch=epoch,
+            start_batch=start_batch,
+            rank=self.rank,
+            world_size=self.world,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _batches(self):
+        """Endless batches from the saved data position on; advances epoch/batch counters.
+
+        A resumed run starts its first loader at ``batch_in_epoch``: the stream replays
+        the epoch's order without reading the batches already consumed.
+        """
+        while True:
+            produced = 0
+            for batch in self._loader(self.epoch, self.batch_in_epoch):
+                produced += 1
+                self.batch_in_epoch += 1
+                yield batch
+            if produced == 0 and self.batch_in_epoch == 0:
+                raise TrainingError(
+                    f"{self.cfg.data.shards}: the training split yields no batch for rank {self.rank}/{self.world} "
+                    f"(windows of {self.rf - 1 + self.output_len} samples, batch {self.cfg.data.batch_size})"
+                )
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    # -- training -----------------------------------------------------------------------
+
+    def _autocast(self):
+        enabled = self.cfg.amp and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _train_step(self, batch) -> tuple[float, dict[str, float], int]:
+        x, y = batch["x"].to(self.device), batch["y"].to(self.device)
+        mask = None
+        with self._autocast():
+            if self.mode == "sequential":
+                pred, mask = self._sequential_forward(x, batch["reset"].to(self.device))
+                # Lanes padded at the end of an epoch (so DDP ranks get equal batch counts)
+                mask = mask * batch["valid"].to(self.device, mask.dtype)[:, None, None]
+            elif self.model.output_kind == "mol":
+                return self._mol_step(x, y)
+            else:
+                pred, _ = self.train_module(x)
+            total, parts = self.loss_fn(pred.float(), y, mask)
+        return self._apply(total, parts, y)
+
+    def _mol_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, dict[str, float], int]:
+        """Mixture-of-logistics head: minimise the discretised NLL of the 24-bit target."""
+        from fxdist.models.mol import mol_nll
+
+        params = self.model.forward_params(x)
+        nll = mol_nll(params.float(), y, bits=self.model.cfg.mol_bits)
+        return self._apply(nll, {"nll": float(nll.detach())}, y)
+
+    def _apply(self, total: torch.Tensor, parts: dict[str, float], y: torch.Tensor) -> tuple[float, dict[str, float], int]:
+        if not torch.isfinite(total):
+            raise TrainingError(
+                f"loss became {float(total.detach())} at step {self.step} (parts {parts}); training stopped. "
+                f"The last good checkpoint is kept at {self.last_path if self.last_path.exists() else 'none yet'}; "
+                f"try a lower optim.lr (now {self.cfg.optim.lr}) or gradient clipping"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(total.detach()), parts, int(y.numel())
+
+    def _sequential_forward(self, x: torch.Tensor, reset: torch.Tensor):
+        """TBPTT: carry state across chunks, zero it on lanes that jump track, mask warm-up."""
+        batch, _, length = x.shape
+        if self.carried is None or self.since_reset is None or self.since_reset.shape[0] != batch:
+            self.carried = self.model.initial_state(batch, self.device)
+            self.since_reset = torch.zeros(batch, dtype=torch.long, device=self.device)
+        self.carried = self.model.reset_lanes(self.carried, reset)
+        self.since_reset = torch.where(reset, torch.zeros_like(self.since_reset), self.since_reset)
+        pred, state = self.train_module(x, self.carried)
+        self.carried = detach_state(state)
+        positions = self.since_reset[:, None] + torch.arange(length, device=self.device)[None, :]
+        mask = (positions >= self.cfg.data.warmup_samples).to(pred.dtype)[:, None, :]
+        self.since_reset = self.since_reset + length
+        return pred, mask
+
+    # -- validation ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> tuple[float, float]:
+        """(ESR, do-nothing baseline ESR) over the validation split's tracks, whole and in order."""
+        from fxdist.data import stream
+
+        self.model.eval()
+        err = sig = 0.0
+        cc = tt = ct = 0.0
+        max_len = None if self.cfg.data.val_max_seconds is None else int(self.cfg.data.val_max_seconds * self.sample_rate)
+        for _track, clean, target in stream.iter_tracks(self.manifest, "validation"):
+            if max_len is not None:
+                clean, target = clean[:max_len], target[:max_len]
+            pred = predict(self.model, clean, self.cfg.data.val_block, self.device)
+            c, t, p = (a.astype(np.float64) for a in (clean, target, pred))
+            err += float(((t - p) ** 2).sum())
+            sig += float((t * t).sum())
+            cc, tt, ct = cc + float(c @ c), tt + float(t @ t), ct + float(c @ t)
+        self.model.train()
+        if sig == 0:
+            raise TrainingError(f"{self.cfg.data.shards}: the validation split holds no audio")
+        baseline = 1 - ct * ct / (cc * tt) if cc > 0 else 1.0
+        return err / sig, baseline
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def _checkpoint(self, val: float | None) -> Checkpoint:
+        carried = None
+        if self.carried is not None:
+            state = self.carried if isinstance(self.carried, tuple) else (self.carried,)
+            carried = [t.detach().cpu() for t in state] + [self.since_reset.cpu()]
+        return Checkpoint(
+            model_config=self.model_config,
+            model_state={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            sample_rate=self.sample_rate,
+            receptive_field=self.rf,
+            step=self.step,
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+            best_val_esr=self.best_val,
+            val_esr=val,
+            train_config=to_dict(self.cfg),
+            optimizer_state=self.optimizer.state_dict(),
+            scheduler_state=self.scheduler.state_dict(),
+            rng_state=torch.get_rng_state(),
+            carried_state=carried,
+            metadata={
+                "effect_id": self.manifest.effect_id,
+                "shards": self.cfg.data.shards,
+                "baseline_val_esr": self.baseline_val,
+                "history": self.history,
+            },
+        )
+
+    def _save(self, val: float | None, improved: bool) -> None:
+        if self.rank != 0:
+            return
+        ckpt = self._checkpoint(val)
+        save_checkpoint(self.last_path, ckpt)
+        if improved:
+            save_checkpoint(self.best_path, ckpt)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        writer = self._writer()
+        bar = self._progress_bar()
+        batches = self._batches()
+        started = time.perf_counter()
+        samples = 0
+        stopped_early = False
+        self.model.train()
+        try:
+            while self.step < cfg.steps:
+                loss, parts, n = self._train_step(next(batches))
+                self.step += 1
+                samples += n
+                elapsed = time.perf_counter() - started
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4g}", sps=f"{samples / max(elapsed, 1e-9):.3g}")
+                if writer is not None and self.step % cfg.log_every == 0:
+                    writer.add_scalar("train/loss", loss, self.step)
+                    for key, value in parts.items():
+                        writer.add_scalar(f"train/{key}", value, self.step)
+                    writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                over_budget = cfg.max_seconds is not None and elapsed >= cfg.max_seconds
+                last = self.step == cfg.steps or over_budget
+                if self.step % cfg.val_every == 0 or last:
+                    self._validate_and_report(loss, samples / max(elapsed, 1e-9), writer)
+                elif self.step % cfg.checkpoint_every == 0:
+                    self._save(self.last_val, improved=False)
+                if over_budget and self.step < cfg.steps:
+                    stopped_early = True
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+            if writer is not None:
+                writer.close()
+        elapsed = time.perf_counter() - started
+        return TrainResult(
+            out_dir=str(self.out_dir),
+            step=self.step,
+            best_val_esr=self.best_val,
+            last_val_esr=self.last_val,
+            baseline_val_esr=self.baseline_val,
+            best_checkpoint=str(self.best_path) if self.best_path.exists() else None,
+            last_checkpoint=str(self.last_path) if self.last_path.exists() else None,
+            train_seconds=elapsed,
+            samples_per_second=samples / max(elapsed, 1e-9),
+            stopped_early=stopped_early,
+            history=self.history,
+        )
+
+    def _validate_and_report(self, loss: float, sps: float, writer) -> None:
+        val, baseline = self.validate()
+        self.last_val, self.baseline_val = val, baseline
+        improved = self.best_val is None or val < self.best_val
+        if improved:
+            self.best_val = val
+        entry = {"step": self.step, "loss": loss, "val_esr": val, "baseline_val_esr": baseline, "samples_per_second": sps}
+        self.history.append(entry)
+        self._save(val, improved)
+        if writer is not None:
+            writer.add_scalar("val/esr", val, self.step)
+            writer.add_scalar("val/baseline_esr", baseline, self.step)
+        if self.rank == 0:
+            with open(self.out_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+        if self.report is not None:
+            self.report({**entry, "best_val_esr": self.best_val}, self.out_dir if self.rank == 0 else None)
+
+    def _writer(self):
+        if self.rank != 0:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is a dependency; stay usable without it
+            return None
+        return SummaryWriter(log_dir=str(self.out_dir / "tb"), purge_step=self.step + 1 if self.step else None)
+
+    def _progress_bar(self):
+        if not self.cfg.progress or self.rank != 0:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.cfg.steps, initial=self.step, desc=f"train {self.model_config['family']}", unit="step")
+
+
+@torch.no_grad()
+def predict(model, clean: np.ndarray, block: int = 65536, device: torch.device | str = "cpu") -> np.ndarray:
+    """Run ``model`` over a whole mono signal (N,) in blocks with carried state -> (N,).
+
+    Equals processing the signal in one piece with zero history before it.
+    """
+    device = torch.device(device)
+    state = None
+    out = []
+    for start in range(0, len(clean), block):
+        x = torch.from_numpy(np.ascontiguousarray(clean[start : start + block], dtype=np.float32)).to(device)
+        y, state = model.process(x.view(1, 1, -1), state)
+        out.append(y.view(-1).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def train(cfg: TrainConfig, report: Callable[[dict, Path | None], None] | None = None) -> TrainResult:
+    """Train one model as configured; returns where its checkpoints are and how it did."""
+    return Trainer(cfg, report).run()
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainConfig:
+    return from_dict(TrainConfig, data, source)
