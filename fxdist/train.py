@@ -551,7 +551,7 @@ class Trainer:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.cfg.steps, initial=self.step, desc=f"train {self.model_config['family']}", unit="step")
+        return tqdm(total=self.cfg.steps, initial=self.step, desc=f"train {self.model_config['family']}", unit="step", mininterval=1.0)
 
 
 @torch.no_grad()

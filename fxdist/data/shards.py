@@ -213,6 +213,13 @@ class Manifest:
             raise ShardError(f"{self.uri}: no split {name!r} in manifest; splits: {', '.join(self.splits)}")
         return self.splits[name]
 
+    def summary(self) -> str:
+        """One line per split: tracks, rows, seconds, shards."""
+        lines = [f"{self.uri}: effect {self.effect_id}, {self.sample_rate} Hz, rows of {self.row_samples} samples"]
+        for name, s in self.splits.items():
+            lines.append(f"  {name:10s} {len(s.tracks):4d} tracks {s.rows:6d} rows {s.seconds:9.1f} s {len(s.shards):3d} shard(s)")
+        return "\n".join(lines)
+
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data.pop("uri")
@@ -720,6 +727,10 @@ class VerifyReport:
     shards: int
     bytes: int
     rows: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        rows = ", ".join(f"{name} {n}" for name, n in self.rows.items())
+        return f"{self.dest}: {self.shards} shard(s), {self.bytes / 1e6:.1f} MB, checksums match the manifest (rows: {rows})"
 
 
 def verify(dest: str | os.PathLike) -> VerifyReport:

@@ -1,0 +1,72 @@
+"""The `fxdist` command as a user runs it: real subprocesses, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fxdist(*args: str, cwd: Path = REPO, ok: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "fxdist", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.mark.slow
+def test_data_steps_then_train_then_process(tmp_path):
+    root = tmp_path / "data"
+    out = fxdist("data", "generate", str(root), "--tracks", "4", "--segments", "1", "--sample-rate", "16000", "--set", "segment_seconds=2.0")
+    assert "4 track(s)" in out.stdout
+    assert "rendered 4 track(s)" in fxdist("data", "render", str(root), "--effect", "fuzz", "--no-progress").stdout
+    assert "skipped 4 existing" in fxdist("data", "render", str(root), "--effect", "fuzz", "--no-progress").stdout
+    fxdist("data", "shard", str(root), "--effect", "fuzz", "--set", "row_samples=4000")
+    assert "checksums match" in fxdist("data", "verify", str(root / "shards" / "fuzz")).stdout
+    run = tmp_path / "run"
+    result = json.loads(fxdist("train", "configs/train/tiny.yaml", "--shards", str(root / "shards" / "fuzz"), "--out", str(run), "--set", "steps=6", "--set", "val_every=3").stdout)
+    assert result["step"] == 6 and Path(result["best_checkpoint"]).is_file()
+    resumed = json.loads(fxdist("train", "configs/train/tiny.yaml", "--shards", str(root / "shards" / "fuzz"), "--out", str(run), "--set", "steps=6", "--set", "val_every=3", "--resume").stdout)
+    assert resumed["step"] == 6  # nothing left to do: resume found the finished run
+    sf.write(tmp_path / "in.wav", 0.3 * np.sin(np.arange(8000) / 10.0).astype(np.float32), 16000, subtype="FLOAT")
+    msg = fxdist("process", result["best_checkpoint"], str(tmp_path / "in.wav"), str(tmp_path / "out.wav")).stdout
+    assert "x real time" in msg and sf.info(tmp_path / "out.wav").frames == 8000
+
+
+@pytest.mark.slow
+def test_pipeline_runs_and_resumes(tmp_path):
+    out = fxdist("pipeline", "configs/pipeline/tiny.yaml", "--set", f"root={tmp_path}").stdout
+    assert "best validation ESR" in out and "do-nothing baseline" in out
+    again = fxdist("pipeline", "configs/pipeline/tiny.yaml", "--set", f"root={tmp_path}").stdout
+    assert "skipped 5 existing" in again  # render resumed, nothing redone
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path):
+    proc = fxdist("data", "render", str(tmp_path), "--effect", "wahwah", ok=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("fxdist: error: unknown effect preset 'wahwah'")
+    assert "Traceback" not in proc.stderr
+    proc = fxdist("data", "verify", str(tmp_path / "nothing"), ok=False)
+    assert proc.returncode == 2 and "no manifest at" in proc.stderr
+    proc = fxdist("train", "configs/train/tiny.yaml", "--set", "optim.lrr=1", ok=False)
+    assert proc.returncode == 2 and "'lrr'" in proc.stderr and "allowed keys" in proc.stderr
+
+
+def test_corrupt_shard_is_reported_by_verify(tiny_shards, tmp_path):
+    import shutil
+
+    dest = tmp_path / "copy"
+    shutil.copytree(tiny_shards, dest)
+    shard = next(dest.glob("train/*.parquet"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    proc = fxdist("data", "verify", str(dest), ok=False)
+    assert proc.returncode == 2 and shard.name in proc.stderr and "sha256" in proc.stderr
