@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for fxdist: system packages (when root and missing) and a venv
+# at .venv with fxdist installed editable. Safe to rerun; later runs install nothing new.
+#   bash jobs/setup.sh            # runtime + test extras
+#   FXDIST_NO_APT=1 bash ...      # skip system packages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages: sox + LADSPA plugins (external-command effects, tests of other hosts).
+APT_PACKAGES=(sox libsox-fmt-all swh-plugins)
+if [[ -z "${FXDIST_NO_APT:-}" ]] && command -v apt-get >/dev/null; then
+  missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    if [[ $(id -u) -eq 0 ]]; then
+      echo "setup: installing system packages: ${missing[*]}"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+      echo "setup: not root, cannot install ${missing[*]}; tests that need them will skip with that reason"
+    fi
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$PY" -m venv .venv
+fi
+# torch==2.13.0 first, so nothing later pulls a multi-GB CUDA build.
+.venv/bin/pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import fxdist, torch, ray, pedalboard; print(f'setup: fxdist {fxdist.__version__}, torch {torch.__version__}, ray {ray.__version__}')"
