@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: sox + LADSPA plugins (external-command effects, tests of other hosts).
-APT_PACKAGES=(sox libsox-fmt-all swh-plugins)
+# System packages: sox + LADSPA plugins (external-command effects, tests of other hosts),
+# chromium + chromedriver (the ABX listening test is tested in a real headless browser).
+APT_PACKAGES=(sox libsox-fmt-all swh-plugins chromium chromium-driver)
 if [[ -z "${FXDIST_NO_APT:-}" ]] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${APT_PACKAGES[@]}"; do

@@ -1,0 +1,316 @@
+"""The blind ABX test: design, bookkeeping, HTTP protocol, and a whole session in real Chromium.
+
+The browser test drives Debian's chromium through chromedriver's W3C WebDriver HTTP API
+with the standard library only. Headless Chromium has no sound device, so "Play" is
+checked by what a player needs: the page's audio elements point at URLs that answer 200
+with exactly the WAV bytes on disk, and Chromium decodes them to the right duration.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from fxdist import abx
+from fxdist.config import from_dict
+from fxdist.errors import ConfigError, DataError
+
+SR = 8000
+
+
+def triples(n=3, seconds=1.0):
+    """n excerpts: clean sines, a tanh 'effect', a close 'model'."""
+    t = np.arange(int(seconds * SR)) / SR
+    out = []
+    for i in range(n):
+        clean = 0.5 * np.sin(2 * np.pi * (150 + 50 * i) * t)
+        out.append((clean, np.tanh(4 * clean), np.tanh(3.8 * clean)))
+    return out
+
+
+def make_session(tmp_path, n_trials=6, control_fraction=1 / 3, seed=1):
+    cfg = abx.AbxConfig(n_trials=n_trials, control_fraction=control_fraction, seed=seed, excerpt_s=1.0)
+    return abx.AbxSession.create(triples(), SR, tmp_path / "abx", cfg)
+
+
+def oracle(trial, model_says_effect=True):
+    """A listener who hears everything: right on controls, model heard as chosen."""
+    target = trial.x_source if trial.kind == "control" else ("effect" if model_says_effect else "clean")
+    return "A" if trial.a_source == target else "B"
+
+
+# ---------------------------------------------------------------- design and bookkeeping
+
+
+def test_excerpt_fades_and_pick_starts():
+    x = np.ones(SR * 2, dtype=np.float32)
+    seg = abx.excerpt(x, SR, 0.5, 1.0, fade_s=0.1)
+    assert seg.size == SR and seg.dtype == np.float32
+    assert seg[0] < 0.001 and seg[-1] < 0.001 and np.all(seg[800:-800] == 1)
+    assert np.all(np.diff(seg[:800]) > 0)  # a monotone fade-in
+    with pytest.raises(DataError, match="outside"):
+        abx.excerpt(x, SR, 5.0, 1.0)
+    # loud windows are picked, silence is not
+    track = np.zeros(SR * 8)
+    track[SR * 2 : SR * 3] = 1.0
+    track[SR * 6 : SR * 7] = 0.5
+    assert abx.pick_starts(track, SR, 2, 1.0, seed=0) == [2.0, 6.0]
+    assert abx.pick_starts(track[:100], SR, 3, 1.0) == [0.0]
+
+
+def test_make_trials_design_is_balanced_and_seeded():
+    trials = abx.make_trials(n_excerpts=4, n_trials=12, control_fraction=0.25, seed=3)
+    kinds = [t.kind for t in trials]
+    assert kinds.count("control") == 3 and kinds.count("model") == 9
+    assert sorted(t.excerpt for t in trials if t.kind == "model") == [0, 0, 0, 1, 1, 2, 2, 3, 3]
+    assert {t.a_source for t in trials} == {"clean", "effect"}  # both sides occur
+    assert [t.trial_id for t in trials] == [f"t{i:02d}" for i in range(1, 13)]
+    assert len({t.token for t in trials}) == 12
+    again = abx.make_trials(4, 12, 0.25, seed=3)
+    assert [(t.excerpt, t.a_source, t.x_source) for t in again] == [(t.excerpt, t.a_source, t.x_source) for t in trials]
+    assert {t.token for t in again}.isdisjoint(t.token for t in trials)  # tokens never repeat
+
+
+def test_config_checks_ranges():
+    with pytest.raises(ConfigError, match="control_fraction"):
+        from_dict(abx.AbxConfig, {"control_fraction": 1.0}, "abx.yaml")
+    assert from_dict(abx.AbxConfig, {"n_trials": 4}, "abx.yaml").n_trials == 4
+
+
+def test_session_writes_blind_audio_and_scores_answers(tmp_path):
+    session = make_session(tmp_path)
+    excerpts = [abx._level(t, -1.0) for t in triples()]
+    for trial in session.trials:
+        for role in abx.ROLES:
+            data, sr = sf.read(session.audio_path(trial.token, role), dtype="float32")
+            assert sr == SR
+            expected = dict(zip(("clean", "effect", "model"), excerpts[trial.excerpt]))[trial.source(role)]
+            assert np.max(np.abs(data - expected)) <= 1 / 32768  # PCM_16
+        x = session.audio_path(trial.token, "X").read_bytes()
+        if trial.kind == "control":  # X is an exact copy of A or B
+            assert x == session.audio_path(trial.token, "A" if trial.x_source == trial.a_source else "B").read_bytes()
+    # one joint gain per excerpt: peaks at -1 dBFS and the effect stays louder than clean
+    peak = max(np.max(np.abs(x)) for x in excerpts[0])
+    assert 20 * np.log10(peak) == pytest.approx(-1.0, abs=1e-4)
+    assert np.mean(excerpts[0][1] ** 2) > np.mean(excerpts[0][0] ** 2)
+
+    model_trials = [t for t in session.trials if t.kind == "model"]
+    for trial in session.trials:
+        says_effect = trial is not model_trials[0]  # the listener misses one model trial
+        state = session.answer(trial.token, oracle(trial, says_effect), plays={"A": 1, "B": 1, "X": 2})
+    assert state["done"] and session.finished.is_set()
+    with pytest.raises(abx.StaleAnswer):
+        session.answer(trial.token, "A")
+    res = json.loads(session.results_json.read_text())
+    assert res == session.results()
+    assert res["complete"] and res["answered"] == 6
+    assert (res["model_trials"], res["model_judged_effect"], res["control_correct"]) == (4, 3, 2)
+    assert res["model_judged_effect_rate"] == 0.75 and res["control_correct_rate"] == 1.0
+    assert res["p_value"] == pytest.approx(5 / 16)  # P(K >= 3 | n = 4, p = 1/2)
+    assert "not clearly more often than chance" in res["verdict"]
+
+
+# ---------------------------------------------------------------- HTTP protocol
+
+
+def http(url, data=None, headers=None):
+    req = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def test_http_protocol_keeps_the_key_hidden(tmp_path):
+    session = make_session(tmp_path, n_trials=3, control_fraction=0.34)
+    with abx.serve(session, out_json=tmp_path / "out" / "res.json") as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        status, page, headers = http(server.url)
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        status, body, _ = http(server.url + "state")
+        state = json.loads(body)
+        assert set(state) == {"index", "total", "token", "done"} and state["index"] == 1
+        assert state["token"] == session.trials[0].token
+        for word in ("clean", "effect", "model", "control"):
+            assert word not in body.decode()
+        assert http(server.url + "results")[0] == 409  # no peeking before the end
+        wav = session.audio_path(state["token"], "X").read_bytes()
+        status, got, headers = http(f"{server.url}audio/{state['token']}/X.wav")
+        assert status == 200 and got == wav and headers["Content-Type"] == "audio/wav"
+        status, got, headers = http(f"{server.url}audio/{state['token']}/X.wav", headers={"Range": "bytes=10-19"})
+        assert status == 206 and got == wav[10:20] and headers["Content-Range"] == f"bytes 10-19/{len(wav)}"
+        assert http(f"{server.url}audio/{'0' * 16}/X.wav")[0] == 404
+        assert http(f"{server.url}audio/../abx_results.json")[0] == 404
+        assert http(server.url + "answer", {"token": state["token"], "choice": "C"})[0] == 400
+        assert http(server.url + "answer", {"token": "nope", "choice": "A"})[0] == 409
+        for trial in session.trials:
+            assert http(server.url + "answer", {"token": trial.token, "choice": oracle(trial)})[0] == 200
+        assert server.wait(timeout=1)
+        status, body, _ = http(server.url + "results")
+        assert status == 200 and json.loads(body)["answered"] == 3
+        assert (tmp_path / "out" / "res.json").exists()
+
+
+def test_run_abx_from_wav_files(tmp_path):
+    c, e, m = triples(1, seconds=3.0)[0]
+    paths = []
+    for name, x in zip(("clean", "effect", "model"), (c, e, m)):
+        paths.append(tmp_path / f"{name}.wav")
+        sf.write(paths[-1], x, SR, subtype="FLOAT")
+    cfg = abx.AbxConfig(n_trials=4, excerpt_s=1.0, seed=0)
+    with abx.run_abx(*paths, out_dir=tmp_path / "abx", cfg=cfg) as server:
+        assert len(server.session.trials) == 4
+        assert http(server.url + "state")[0] == 200
+    with pytest.raises(DataError, match="lengths differ"):
+        abx.run_abx(c, e, m[:-5], out_dir=tmp_path / "x", sr=SR)
+    with pytest.raises(DataError, match="needs the sample rate"):
+        abx.run_abx(c, e, m, out_dir=tmp_path / "x")
+
+
+# ---------------------------------------------------------------- a whole session in Chromium
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+
+
+class WebDriver:
+    """The few W3C WebDriver calls this test needs, over chromedriver's HTTP API."""
+
+    def __init__(self, profile: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(self.base + "/status", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.proc.kill()
+                    raise
+                time.sleep(0.1)
+        args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={profile}", "--window-size=1000,900", "--autoplay-policy=no-user-gesture-required"]
+        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome",
+                                                  "goog:chromeOptions": {"binary": CHROMIUM, "args": args}}}}
+        try:
+            self.session = self._call("POST", "/session", caps)["sessionId"]
+        except Exception:
+            self.proc.kill()
+            raise
+
+    def _call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else (b"{}" if method == "POST" else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read())["value"]
+
+    def cmd(self, method, path, body=None):
+        return self._call(method, f"/session/{self.session}{path}", body)
+
+    def get(self, url):
+        self.cmd("POST", "/url", {"url": url})
+
+    def find(self, css):
+        return self.cmd("POST", "/element", {"using": "css selector", "value": css})[ELEMENT]
+
+    def click(self, css):
+        self.cmd("POST", f"/element/{self.find(css)}/click")
+
+    def text(self, css):
+        return self.cmd("GET", f"/element/{self.find(css)}/text")
+
+    def js(self, script, *args):
+        return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def js_async(self, script, *args):
+        return self.cmd("POST", "/execute/async", {"script": script, "args": list(args)})
+
+    def screenshot(self, path):
+        Path(path).write_bytes(base64.b64decode(self.cmd("GET", "/screenshot")))
+
+    def wait_for(self, script, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not self.js(script):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for: {script}")
+            time.sleep(0.05)
+
+    def quit(self):
+        try:
+            self.cmd("DELETE", "")
+        finally:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+FETCH_SHA = """
+const [url, done] = arguments;
+fetch(url).then(async (r) => {
+  const digest = await crypto.subtle.digest("SHA-256", await r.arrayBuffer());
+  done({status: r.status, sha: Array.from(new Uint8Array(digest)).map((b) => b.toString(16).padStart(2, "0")).join("")});
+}).catch((e) => done({status: -1, sha: String(e)}));
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
+)
+def test_whole_session_in_headless_chromium(tmp_path):
+    session = make_session(tmp_path, n_trials=6, control_fraction=1 / 3, seed=7)
+    model_trials = [t for t in session.trials if t.kind == "model"]
+    missed = model_trials[-1]  # the listener hears this model output as the clean input
+    shots = Path(os.environ.get("FXDIST_ABX_SCREENSHOTS", tmp_path))
+    with abx.serve(session) as server:
+        driver = WebDriver(tmp_path / "profile")
+        try:
+            driver.get(server.url)
+            for k, trial in enumerate(session.trials, start=1):
+                driver.wait_for(f"return document.getElementById('progress').textContent === 'Trial {k} / 6'")
+                for role in abx.ROLES:
+                    driver.click(f"#play-{role}")
+                    src = driver.js(f"return document.getElementById('audio-{role}').src")
+                    assert src == f"{server.url}audio/{trial.token}/{role}.wav"
+                    got = driver.js_async(FETCH_SHA, src)
+                    want = hashlib.sha256(session.audio_path(trial.token, role).read_bytes()).hexdigest()
+                    assert got == {"status": 200, "sha": want}
+                # Chromium itself decoded the WAV: its duration is the excerpt's
+                driver.wait_for("return document.getElementById('audio-X').readyState >= 1")
+                assert driver.js("return document.getElementById('audio-X').duration") == pytest.approx(1.0, abs=0.01)
+                assert driver.text("#n-X") in ("played 1×", "not played")
+                if k == 2:
+                    driver.screenshot(shots / "abx_mid_session.png")
+                driver.click(f"#answer-{oracle(trial, trial is not missed)}")
+            driver.wait_for("return document.body.dataset.finished === '1'")
+            driver.screenshot(shots / "abx_results.png")
+            assert driver.text("#r-model") == "3 / 4 (75 %)"
+            assert driver.text("#r-control") == "2 / 2 (100 %)"
+            assert driver.text("#r-p") == "0.312"
+        finally:
+            driver.quit()
+    res = json.loads(session.results_json.read_text())
+    assert res["complete"] and [a["trial_id"] for a in res["answers"]] == [t.trial_id for t in session.trials]
+    assert res["model_judged_effect_rate"] == 0.75 and res["control_correct_rate"] == 1.0
+    assert res["p_value"] == pytest.approx(5 / 16)
+    assert all(a["plays"]["X"] >= 1 and a["seconds"] > 0 for a in res["answers"])
+    png = (shots / "abx_mid_session.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
