@@ -25,6 +25,11 @@ if [[ -z "${FXDIST_NO_APT:-}" ]] && command -v apt-get >/dev/null; then
   fi
 fi
 
+# SLURM (slurmctld, slurmd, client, munge, tini) for the local cluster the tests start.
+if [[ -z "${FXDIST_NO_APT:-}" ]]; then
+  bash cluster/install-slurm.sh
+fi
+
 PY=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
