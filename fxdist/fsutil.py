@@ -27,6 +27,8 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes 0600 files; give the result the mode a plain open() would.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -42,3 +44,9 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> None:
 def write_text_atomic(target: str | Path, text: str) -> None:
     """Write ``text`` to ``target`` atomically."""
     write_bytes_atomic(target, text.encode())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

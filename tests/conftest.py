@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.datasets import make_dataset
+
+# One torch thread per test process: the CI machine has 2 cores, and intra-op threads
+# fighting each other (and Ray/DataLoader workers) made small models ~100x slower there.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

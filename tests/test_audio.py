@@ -52,3 +52,11 @@ def test_float_wav_bytes_do_not_depend_on_write_time(tmp_path):
     write_audio(tmp_path / "a.wav", audio, 8000)
     data = (tmp_path / "a.wav").read_bytes()
     assert b"PEAK" not in data[:256]  # the chunk that would carry a timestamp
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import os
+
+    write_audio(tmp_path / "m.wav", np.zeros(10, np.float32), 8000)
+    (tmp_path / "plain").write_bytes(b"")
+    assert os.stat(tmp_path / "m.wav").st_mode & 0o777 == os.stat(tmp_path / "plain").st_mode & 0o777
