@@ -37,5 +37,9 @@ class TrainingError(FxdistError):
     """Training cannot go on (NaN loss, sample-rate mismatch)."""
 
 
+class ExportError(FxdistError):
+    """A model cannot be written in the asked format, or the written file does not match it."""
+
+
 class ClusterError(FxdistError):
     """A sweep or cluster request cannot be satisfied (resources, storage, SLURM)."""

@@ -37,4 +37,8 @@ fi
 # torch==2.13.0 first, so nothing later pulls a multi-GB CUDA build.
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+# Neural Amp Modeler's own loader checks our .nam exports in the tests. --no-deps: its full
+# install would replace torch and pull transformers; loading needs only these.
+.venv/bin/pip install -q --disable-pip-version-check --no-deps neural-amp-modeler==0.13.0 wavio==0.0.9 \
+  pytorch-lightning==2.6.1 lightning-utilities==0.15.3 torchmetrics==1.9.0 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import fxdist, torch, ray, pedalboard; print(f'setup: fxdist {fxdist.__version__}, torch {torch.__version__}, ray {ray.__version__}')"

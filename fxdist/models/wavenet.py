@@ -6,6 +6,16 @@ input 1x1 conv -> stacks of layers [dilated conv -> tanh*sigmoid gate (or one ac
 a 1x1 conv re-channels between them. Output ``regression``: one float32 channel, nothing
 quantised. Output ``mol``: 3K mixture-of-logistics parameters (``forward_params``) over
 2^mol_bits levels; ``forward`` then returns the mixture mean. See ``fxdist.models.mol``.
+
+``layout: nam`` builds Neural Amp Modeler's WaveNet exactly (so ``fxdist export --format nam``
+can write it; preset ``configs/model/wavenet-nam.yaml`` is NAM's "standard"). Per stack ("layer
+array"): a bias-free 1x1 re-channel of the stream (the raw input for the first stack), then
+layers z = act(dilated conv(h) + bias-free 1x1 of the raw input) -- act is tanh/relu, or
+tanh(a) * sigmoid(b) when gated -- with h + 1x1(z) as the next stream and z itself added to
+the head sum. A stack ends with a 1x1 of its head sum (bias only on the last stack) whose
+width is the next stack's channels (1 for the last), and the next stack adds its layers' z
+to that. Output = head_scale * the last stack's head 1x1. There is no skip 1x1, ReLU head,
+input skip or MoL head in this layout: skip_channels, head_channels, mol_* are unused.
 """
 
 from __future__ import annotations
@@ -50,8 +60,15 @@ class WaveNetConfig:
     mol_components: int = 10  # K
     mol_bits: int = 24
     input_skip: bool = False  # add the aligned input sample to the output (to the means for mol)
+    layout: Literal["fxdist", "nam"] = "fxdist"  # "nam": Neural Amp Modeler's WaveNet (module docstring)
+    head_scale: float = 0.02  # layout nam only: output = head_scale * last stack's head 1x1 (NAM's value)
 
     def __post_init__(self):
+        if self.layout == "nam" and (self.output != "regression" or self.input_skip):
+            raise ValueError(
+                f"wavenet: layout 'nam' needs output 'regression' and input_skip false (NAM's WaveNet has "
+                f"neither a mixture head nor an input skip), got output {self.output!r}, input_skip {self.input_skip}"
+            )
         if not self.stacks:
             raise ValueError("wavenet: stacks must not be empty")
         for stack in self.stacks:
@@ -98,6 +115,34 @@ class _Layer(nn.Module):
         return res, skip
 
 
+class _NamLayer(nn.Module):
+    """NAM layer: z = act(conv(h) + mixer(x)); returns stream h + res(z) (None if last), head term z."""
+
+    def __init__(
+        self, channels: int, kernel_size: int, dilation: int, gated: bool, activation: str, has_residual: bool
+    ):
+        super().__init__()
+        self.gated = gated
+        self.shrink = (kernel_size - 1) * dilation
+        mid = 2 * channels if gated else channels
+        self.conv = nn.Conv1d(channels, mid, kernel_size, dilation=dilation)
+        self.mixer = nn.Conv1d(1, mid, 1, bias=False)  # NAM's "input mixer": the raw input as condition
+        self.act = None if gated else make_activation(activation, channels)
+        self.res = nn.Conv1d(channels, channels, 1) if has_residual else None
+
+    def forward(self, h: Tensor, x: Tensor, n_out: int) -> tuple[Tensor | None, Tensor]:
+        """h: (B, C, L) stream, x: (B, 1, >= L - shrink) raw input aligned at the end."""
+        a = self.conv(h)
+        a = a + self.mixer(x[..., x.shape[-1] - a.shape[-1] :])
+        if self.gated:
+            u, v = a.chunk(2, dim=1)
+            z = torch.tanh(u) * torch.sigmoid(v)
+        else:
+            z = self.act(a)
+        res = None if self.res is None else h[..., self.shrink :] + self.res(z)
+        return res, z[..., z.shape[-1] - n_out :]
+
+
 @register
 class WaveNetModel(EffectModel):
     """x (B, 1, T) -> y (B, 1, T - RF + 1); RF = 1 + sum over layers of (k - 1) * d."""
@@ -108,6 +153,13 @@ class WaveNetModel(EffectModel):
 
     def __init__(self, cfg: WaveNetConfig):
         super().__init__(cfg)
+        self._stack_starts = [0]
+        for stack in cfg.stacks:
+            self._stack_starts.append(self._stack_starts[-1] + len(stack.dilations))
+        self._rf = 1 + sum(receptive_field_of(s.kernel_size, s.dilations) - 1 for s in cfg.stacks)
+        if cfg.layout == "nam":
+            self._build_nam(cfg)
+            return
         first = cfg.stacks[0].channels
         self.input = nn.Conv1d(1, first, 1)
         self.rechannel = nn.ModuleList()
@@ -130,9 +182,6 @@ class WaveNetModel(EffectModel):
                     )
                 )
             prev = stack.channels
-        self._stack_starts = [0]
-        for stack in cfg.stacks:
-            self._stack_starts.append(self._stack_starts[-1] + len(stack.dilations))
         out = 3 * cfg.mol_components if cfg.output == "mol" else 1
         if cfg.head_channels > 0:
             self.head = nn.Sequential(
@@ -143,7 +192,25 @@ class WaveNetModel(EffectModel):
             )
         else:
             self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(cfg.skip_channels, out, 1))
-        self._rf = 1 + sum(receptive_field_of(s.kernel_size, s.dilations) - 1 for s in cfg.stacks)
+
+    def _build_nam(self, cfg: WaveNetConfig) -> None:
+        """Modules of NAM's WaveNet: rechannel[s], layers, head_rechannel[s] (see module docstring)."""
+        self.rechannel = nn.ModuleList()
+        self.layers = nn.ModuleList()
+        self.head_rechannel = nn.ModuleList()
+        n_layers = self._stack_starts[-1]
+        prev = 1
+        for s, stack in enumerate(cfg.stacks):
+            self.rechannel.append(nn.Conv1d(prev, stack.channels, 1, bias=False))
+            for d in stack.dilations:
+                last = len(self.layers) == n_layers - 1
+                self.layers.append(
+                    _NamLayer(stack.channels, stack.kernel_size, d, cfg.gated, cfg.activation, has_residual=not last)
+                )
+            is_last = s == len(cfg.stacks) - 1
+            head_out = 1 if is_last else cfg.stacks[s + 1].channels
+            self.head_rechannel.append(nn.Conv1d(stack.channels, head_out, 1, bias=is_last))
+            prev = stack.channels
 
     @property
     def receptive_field(self) -> int:
@@ -157,6 +224,8 @@ class WaveNetModel(EffectModel):
         """Raw head output: (B, 1, T') for regression, (B, 3K, T') MoL parameters for mol."""
         self._check_input(x)
         n_out = x.shape[-1] - self._rf + 1
+        if self.cfg.layout == "nam":
+            return self._forward_nam(x, n_out)
         h = self.input(x)
         skip_sum = None
         for s, stack_rechannel in enumerate(self.rechannel):
@@ -174,6 +243,16 @@ class WaveNetModel(EffectModel):
                 out = out + aligned
         return out
 
+    def _forward_nam(self, x: Tensor, n_out: int) -> Tensor:
+        h, head = x, None
+        for s, rechannel in enumerate(self.rechannel):
+            h = rechannel(h)
+            for layer in self.layers[self._stack_starts[s] : self._stack_starts[s + 1]]:
+                h, term = layer(h, x, n_out)
+                head = term if head is None else head + term
+            head = self.head_rechannel[s](head)
+        return self.cfg.head_scale * head
+
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, None]:
         """Prediction (B, 1, T'): the regression output, or the mixture mean for mol."""
         self._check_no_state(state)
@@ -184,6 +263,9 @@ class WaveNetModel(EffectModel):
 
     def macs_per_sample(self) -> int:
         cfg = self.cfg
+        if cfg.layout == "nam":
+            convs = [m for m in self.modules() if isinstance(m, nn.Conv1d)]
+            return sum(m.in_channels * m.out_channels * m.kernel_size[0] for m in convs)
         macs = cfg.stacks[0].channels
         for layer in self.layers:
             c_in, c_out, k = layer.conv.in_channels, layer.conv.out_channels, layer.conv.kernel_size[0]
