@@ -108,12 +108,18 @@ class TrainConfig:
     # Start from another run's weights (fine-tuning); sample rates must agree.
     init_from: Optional[str] = None
     # Stop after this many seconds of training (the checkpoint is kept; resume continues).
+    # Checked after each step, so a run can overshoot by one step and one validation.
     max_seconds: Optional[float] = None
+    # torch intra-op threads (None: torch's default). On a shared or busy machine 1 is often
+    # fastest (benchmarks/train_throughput.py); a Ray trial should use the CPUs it was given.
+    threads: Optional[int] = None
 
     def __post_init__(self):
         for name in ("steps", "val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.threads is not None and self.threads <= 0:
+            raise ValueError(f"threads must be > 0, got {self.threads}")
 
 
 @dataclass
@@ -197,6 +203,8 @@ class Trainer:
         self.manifest = stream.open_manifest(cfg.data.shards)
         self.sample_rate = int(self.manifest.sample_rate)
 
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         model_cfg, source = resolve_model_config(cfg.model)
         self.model = build_model(model_cfg, source=source).to(self.device)
