@@ -15,7 +15,7 @@ from fxdist import __version__
 from fxdist.errors import FxdistError
 
 # Modules that add subcommands; each must define register(subparsers).
-COMMAND_MODULES = ("data", "train", "pipeline", "evaluate", "export")
+COMMAND_MODULES = ("data", "train", "pipeline", "evaluate", "export", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
