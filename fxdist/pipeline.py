@@ -1,8 +1,9 @@
-"""The main job end to end on one machine: generate -> (ingest) -> render -> shard -> train.
+"""The main job end to end on one machine: generate -> (ingest) -> render -> shard ->
+train one model, or sweep several on a local Ray and pull the best.
 
 Every step is resumable (existing tracks and renders are skipped, training continues
-from its last checkpoint), so rerunning the same config after an interruption finishes
-the work instead of redoing it.
+from its last checkpoint, an existing sweep is resumed), so rerunning the same config
+after an interruption finishes the work instead of redoing it.
 """
 
 from __future__ import annotations
@@ -34,12 +35,20 @@ class PipelineConfig:
     render_workers: Optional[int] = None
     shard: ShardConfig = field(default_factory=ShardConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # A sweep YAML (configs/sweep/...): run it on local Ray instead of training one model;
+    # its trials read ROOT/shards/EFFECT and it is stored under ROOT/sweeps.
+    sweep: Optional[str] = None
+    sweep_cpus: Optional[int] = None
 
 
 @dataclass
 class PipelineResult:
     shards: str
-    train: TrainResult
+    best_checkpoint: str | None
+    best_val_esr: float | None
+    baseline_val_esr: float | None
+    train: TrainResult | None = None
+    experiment: str | None = None
 
 
 def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> PipelineResult:
@@ -63,6 +72,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
     dest = root / "shards" / chain.name
     manifest = write_shards(root, dest, chain.name, cfg.shard)
     log(f"[3/4] shard: {manifest.summary()}")
+    if cfg.sweep:
+        return _sweep(cfg, dest, root, log)
     tcfg = cfg.train
     data = tcfg.data
     if data.shards == TrainConfig().data.shards:
@@ -71,7 +82,28 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
     tcfg = dataclasses.replace(tcfg, data=data, out_dir=out_dir, resume=True)
     log(f"[4/4] train: model {tcfg.model}, {tcfg.steps} steps -> {out_dir}")
     result = train(tcfg)
-    return PipelineResult(str(dest), result)
+    return PipelineResult(str(dest), result.best_checkpoint, result.best_val_esr, result.baseline_val_esr, train=result)
+
+
+def _sweep(cfg: PipelineConfig, dest: Path, root: Path, log: Callable[[str], None]) -> PipelineResult:
+    """Sweep on local Ray (or resume the sweep a previous run left), then pull the best trial."""
+    from fxdist.checkpoint import load_checkpoint
+    from fxdist.tune import has_experiment, best, experiment_path, load_sweep_config, resume, sweep
+
+    scfg = load_sweep_config(cfg.sweep, {"overrides.data.shards": str(dest), "storage": str(root / "sweeps")})
+    exp = experiment_path(scfg)
+    if has_experiment(exp):
+        log(f"[4/4] sweep: resuming {exp}")
+        resume(exp, num_cpus=cfg.sweep_cpus)
+    else:
+        log(f"[4/4] sweep: {cfg.sweep} on local Ray -> {exp}")
+        sweep(scfg, num_cpus=cfg.sweep_cpus)
+    top = best(exp, top=1, to=root / "best")
+    if not top:
+        return PipelineResult(str(dest), None, None, None, experiment=exp)
+    ckpt = load_checkpoint(top[0].checkpoint)
+    log(f"      best trial {top[0].trial_id}: {top[0].config} -> {top[0].checkpoint}")
+    return PipelineResult(str(dest), top[0].checkpoint, top[0].best_val_esr, ckpt.metadata.get("baseline_val_esr"), experiment=exp)
 
 
 def load_pipeline(path: str | Path, overrides: dict | None = None) -> PipelineConfig:

@@ -532,7 +532,7 @@ def _normalise_experiment(path: str | Path) -> str:
     return text.rstrip("/") if "://" in text else os.path.abspath(os.path.expanduser(text))
 
 
-def _has_experiment(exp: str) -> bool:
+def has_experiment(exp: str) -> bool:
     import pyarrow.fs as pafs
 
     fs, fs_path = _fs(exp)
@@ -543,7 +543,7 @@ def _has_experiment(exp: str) -> bool:
 
 
 def _require_experiment(exp: str) -> None:
-    if not _has_experiment(exp):
+    if not has_experiment(exp):
         raise ClusterError(
             f"{exp}: no Ray Tune experiment here (no tuner.pkl); give the folder that `fxdist sweep` "
             f"printed, i.e. <storage>/<sweep name>"
@@ -952,7 +952,7 @@ def sweep(cfg: SweepConfig, address: str | None = None, storage: str | None = No
     _check_v2(cfg)
     storage = check_storage(storage or cfg.storage)
     exp = _join(storage, cfg.name)
-    if _has_experiment(exp):
+    if has_experiment(exp):
         raise ClusterError(f"{exp} already holds an experiment; continue it with `fxdist resume {exp}` or set another name")
     with _ray_session(address, num_cpus):
         check_resources(cfg.resources)

@@ -48,6 +48,17 @@ def test_pipeline_runs_and_resumes(tmp_path):
     assert "skipped 5 existing" in again  # render resumed, nothing redone
 
 
+@pytest.mark.slow
+def test_pipeline_with_a_sweep_pulls_the_best_and_resumes(tmp_path):
+    out = fxdist("pipeline", "configs/pipeline/tiny-sweep.yaml", "--set", f"root={tmp_path}").stdout
+    assert "sweep: configs/sweep/tiny.yaml on local Ray" in out
+    assert "best validation ESR" in out and "do-nothing baseline" in out
+    pulled = list((tmp_path / "best").glob("*/best.pt"))
+    assert len(pulled) == 1
+    again = fxdist("pipeline", "configs/pipeline/tiny-sweep.yaml", "--set", f"root={tmp_path}").stdout
+    assert "sweep: resuming" in again and "best validation ESR" in again
+
+
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
     proc = fxdist("data", "render", str(tmp_path), "--effect", "wahwah", ok=False)
     assert proc.returncode == 2
