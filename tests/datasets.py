@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 TINY_RATE = 16000
 
 
@@ -19,3 +21,20 @@ def make_dataset(root: Path, effect: str = "distortion", sample_rate: int = TINY
     dest = root / "shards" / effect
     write_shards(root, dest, effect, ShardConfig(row_samples=4000, rows_per_group=4, rows_per_shard=16, val_fraction=0.2, test_fraction=0.2))
     return dest
+
+
+def noise_pairs(root: Path, lengths: list[int], seed: int = 0, sr: int = 8000, effect: str = "dist") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Float WAV pairs clean/<id>.wav and processed/<effect>/<id>.wav (processed = tanh(3 x)),
+    one per length, of seeded noise; returns {track_id: (clean, processed)}."""
+    from fxdist.audio import write_audio
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i, n in enumerate(lengths):
+        tid = f"synth-s{seed}-{i:04d}"
+        x = (0.3 * rng.standard_normal(n)).astype(np.float32)
+        y = np.tanh(3 * x).astype(np.float32)
+        write_audio(root / "clean" / f"{tid}.wav", x, sr)
+        write_audio(root / "processed" / effect / f"{tid}.wav", y, sr)
+        out[tid] = (x, y)
+    return out

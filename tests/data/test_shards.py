@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from fxdist.audio import read_audio, write_audio
+from fxdist.audio import read_audio
 from fxdist.data.shards import (
     ShardConfig,
     assign_splits,
@@ -25,24 +25,13 @@ from fxdist.data.shards import (
 )
 from fxdist.data.stream import StreamConfig, WindowDataset, WindowSpec, iter_tracks
 from fxdist.errors import DataError, ShardError
+from tests.datasets import noise_pairs
 
 SR = 8000
 EFFECT = "dist"
 SMALL = {"row_samples": 256, "rows_per_group": 4, "rows_per_shard": 12}
 
 
-def make_root(root: Path, lengths: list[int], seed: int = 0, sr: int = SR) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Float WAV pairs clean/<id>.wav, processed/dist/<id>.wav (processed = tanh(3 x))."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for i, n in enumerate(lengths):
-        tid = f"synth-s{seed}-{i:04d}"
-        x = (0.3 * rng.standard_normal(n)).astype(np.float32)
-        y = np.tanh(3 * x).astype(np.float32)
-        write_audio(root / "clean" / f"{tid}.wav", x, sr)
-        write_audio(root / "processed" / EFFECT / f"{tid}.wav", y, sr)
-        out[tid] = (x, y)
-    return out
 
 
 LENGTHS = [3000, 1100, 256, 7000, 2500, 900, 4097]  # 7000 samples = 28 rows: spans shards
@@ -50,7 +39,7 @@ LENGTHS = [3000, 1100, 256, 7000, 2500, 900, 4097]  # 7000 samples = 28 rows: sp
 
 @pytest.fixture
 def dataset(tmp_path):
-    tracks = make_root(tmp_path / "data", LENGTHS)
+    tracks = noise_pairs(tmp_path / "data", LENGTHS)
     return tmp_path / "data", tracks
 
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from fxdist.audio import write_audio
 from fxdist.data.shards import ShardConfig, write_shards
 from fxdist.data.stream import StreamConfig, WindowDataset, WindowSpec, iter_tracks
 from fxdist.errors import ShardError
+from tests.datasets import noise_pairs
 
 SR = 8000
 EFFECT = "dist"
@@ -25,23 +25,12 @@ CFG = ShardConfig(row_samples=R, rows_per_group=4, rows_per_shard=12, val_fracti
 LENGTHS = [3000, 1100, 100, 7000, 2500, 900, 4097, 1500]
 
 
-def make_root(root: Path, lengths: list[int], seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for i, n in enumerate(lengths):
-        tid = f"synth-s{seed}-{i:04d}"
-        x = (0.3 * rng.standard_normal(n)).astype(np.float32)
-        y = np.tanh(3 * x).astype(np.float32)
-        write_audio(root / "clean" / f"{tid}.wav", x, SR)
-        write_audio(root / "processed" / EFFECT / f"{tid}.wav", y, SR)
-        out[tid] = (x, y)
-    return out
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stream")
-    tracks = make_root(tmp / "data", LENGTHS)
+    tracks = noise_pairs(tmp / "data", LENGTHS)
     write_shards(tmp / "data", tmp / "shards", EFFECT, CFG)
     return tmp / "shards", tracks
 
@@ -246,7 +235,7 @@ def test_resume_sequential(shards):
 
 
 def test_memory_bound_independent_of_shard_count(tmp_path):
-    tracks = make_root(tmp_path / "data", [2000] * 10, seed=4)
+    tracks = noise_pairs(tmp_path / "data", [2000] * 10, seed=4)
     total_audio = sum(x.nbytes + y.nbytes for x, y in tracks.values())
     spec = WindowSpec(receptive_field=100, output_len=32)
     bounds = {}
@@ -287,7 +276,7 @@ def test_iter_tracks_whole_tracks_in_order(shards):
 
 
 def test_stream_detects_corrupted_shard(tmp_path):
-    make_root(tmp_path / "data", [3000, 2000], seed=6)
+    noise_pairs(tmp_path / "data", [3000, 2000], seed=6)
     m = write_shards(tmp_path / "data", tmp_path / "s", EFFECT, CFG)
     path = tmp_path / "s" / m.splits["train"].shards[0].path
     data = bytearray(path.read_bytes())
@@ -322,7 +311,7 @@ def test_resume_skips_reading_consumed_row_groups(shards, monkeypatch):
 
 
 def test_empty_split_yields_nothing(tmp_path):
-    make_root(tmp_path / "data", [1000, 1200], seed=7)
+    noise_pairs(tmp_path / "data", [1000, 1200], seed=7)
     write_shards(tmp_path / "data", tmp_path / "s", EFFECT, CFG)  # 2 tracks, no val/test fractions
     assert list(iter_tracks(tmp_path / "s", "test")) == []
     for mode in ("random", "sequential"):
