@@ -16,6 +16,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Restore one thread after any test that changed it (TrainConfig.threads, export...)."""
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory) -> Path:
     """Six 4 s tracks at 16 kHz through the distortion preset, sharded (train/val/test)."""

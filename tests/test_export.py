@@ -63,14 +63,6 @@ MODELS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make(name: str):
     torch.manual_seed(0)
     model = build_model(dict(MODELS[name])).eval()

@@ -31,14 +31,6 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make(name: str, seed: int = 0):
     """The model of CONFIGS[name] with every weight jittered (zero-initialised heads hide nothing)."""
     torch.manual_seed(seed)

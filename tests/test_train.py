@@ -29,7 +29,7 @@ def tiny_config(shards: Path, out: Path, **changes) -> TrainConfig:
 
 
 class Interrupt(Exception):
-    pass
+    """Raised from the report callback to stop a run the way a killed job would."""
 
 
 @pytest.mark.parametrize("family", ["lstm", "wavenet", "tcn", "fcn", "cnn"])

@@ -45,7 +45,7 @@ def test_missing_or_bad_family_is_a_config_error(data, fragment):
 def test_duplicate_registration_raises():
     @dataclass
     class Cfg:
-        pass
+        """No fields: only the registry is under test."""
 
     class First(EffectModel):
         family = "test-dup"
