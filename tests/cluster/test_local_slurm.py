@@ -11,10 +11,11 @@ import json
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.cluster.polling import poll
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -44,15 +45,7 @@ def _diagnosis() -> str:
 
 
 def _poll(what: str, check, timeout: float, interval: float = 0.2):
-    """Call ``check`` until it returns a truthy value; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached after {timeout:.0f} s (last: {value!r})\n{_diagnosis()}")
-        time.sleep(interval)
+    return poll(what, check, timeout, _diagnosis, interval)
 
 
 def _leftovers(info: dict) -> list[str]:

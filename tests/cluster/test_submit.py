@@ -12,7 +12,6 @@ import json
 import pickle
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from fxdist.cli import main
 from fxdist.errors import ClusterError, ConfigError
 from fxdist.launch import jobs, submit
 from fxdist.tune import status
+from tests.cluster.polling import poll
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEP = str(REPO / "configs/sweep/tiny.yaml")
@@ -43,14 +43,7 @@ def _diagnosis(job_id: str, logs: Path | None = None) -> str:
 
 
 def _poll(what: str, check, timeout: float, job_id: str, logs: Path | None = None, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached after {timeout:.0f} s (last: {value!r})\n{_diagnosis(job_id, logs)}")
-        time.sleep(interval)
+    return poll(what, check, timeout, lambda: _diagnosis(job_id, logs), interval)
 
 
 def _wait_state(job_id: str, states: set[str], timeout: float, logs: Path | None = None) -> str:
