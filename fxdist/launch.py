@@ -1,13 +1,12 @@
 """Submit a sweep to SLURM: one submitit job that starts Ray in its allocation and runs the sweep.
 
 ``submit(sweep_yaml, cluster_yaml)`` checks the site description (``configs/cluster/<site>.yaml``,
-a ``ClusterConfig``) against ``sinfo``, then submits a ``SweepJob`` through submitit. The job
-starts a Ray instance on its node and calls ``fxdist.tune.sweep``, or ``fxdist.tune.resume`` when
-the experiment already exists: a requeued job (``scontrol requeue``, preemption, or submitit's
-own requeue on timeout) continues the same experiment and does not rerun finished trials.
-
-This slice runs Ray on one node: ``nodes`` must be 1. A multi-node allocation (Ray head via
-``srun --overlap -N1 -n1 -w HEAD``, workers via ``srun -N(K-1) -n(K-1) -x HEAD``) comes later.
+a ``ClusterConfig``) against ``sinfo``, then submits a ``SweepJob`` through submitit: one task
+per node. Task 0 starts a Ray head on the first node, the others join it as workers
+(``fxdist.slurm_ray``: free ports and temp dirs per job, so jobs can share nodes), and task 0
+calls ``fxdist.tune.sweep``, or ``fxdist.tune.resume`` when the experiment already exists: a
+requeued job (``scontrol requeue``, preemption, or submitit's own requeue on timeout)
+restarts the Ray cluster and continues the same experiment without rerunning finished trials.
 
 Without SLURM accounting (no ``sacct``), submitit's ``job.state`` is ``UNKNOWN``: use ``jobs()``
 (squeue) or ``scontrol show job`` for the state; results are in the job's log folder.
@@ -20,7 +19,6 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +49,8 @@ class ClusterConfig:
     python: str | None = None
 
     def __post_init__(self):
-        if self.nodes != 1:
-            raise ValueError(f"nodes must be 1 for now (Ray across several nodes is not supported yet), got {self.nodes}")
+        if self.nodes < 1:
+            raise ValueError(f"nodes must be >= 1, got {self.nodes}")
         if self.cpus_per_node < 1:
             raise ValueError(f"cpus_per_node must be >= 1, got {self.cpus_per_node}")
         if self.gpus_per_node < 0:
@@ -154,32 +152,55 @@ def _checkpointable():
 
 
 class SweepJob(_checkpointable()):
-    """What runs in the allocation: Ray on this node, then the sweep (or its resumption).
+    """What runs in the allocation, once per node (one submitit task per node).
 
-    A Checkpointable: on timeout or preemption submitit calls ``checkpoint()``, which
-    resubmits this same object; ``__call__`` then finds the experiment and resumes it.
+    Task 0 starts the Ray head on the first node, waits for the other nodes' workers, then
+    runs the sweep (or resumes it) and tells the workers it is done; every other task joins
+    its node to that cluster and stays until then (``fxdist.slurm_ray``). A Checkpointable:
+    on timeout or preemption submitit calls ``checkpoint()`` in task 0, which resubmits this
+    same object; SLURM restarts every task and ``__call__`` finds and resumes the experiment.
     """
 
-    def __init__(self, sweep_cfg, experiment: str, num_cpus: int, num_gpus: int = 0):
+    def __init__(self, sweep_cfg, experiment: str, num_cpus: int, num_gpus: int = 0, nodes: int = 1,
+                 join_timeout: float = 180.0):
         self.sweep_cfg = sweep_cfg
         self.experiment = experiment
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
+        self.nodes = nodes
+        self.join_timeout = join_timeout
 
     def __call__(self) -> dict[str, Any]:
-        import ray
-
-        from fxdist.tune import has_experiment, resume, sweep
+        from fxdist import slurm_ray
 
         job_id = os.environ.get("SLURM_JOB_ID", str(os.getpid()))
         restart = os.environ.get("SLURM_RESTART_COUNT", "0")
-        # Short and new for each (job, restart): Ray's socket paths must stay under ~100
-        # characters, and a requeued job must not meet the previous run's Ray files.
-        temp_dir = tempfile.mkdtemp(prefix=f"fxdist-ray-{job_id}-{restart}-", dir="/tmp")
-        print(f"fxdist: Ray temp dir {temp_dir} on {socket.gethostname()}", flush=True)
-        ray.init(address="local", num_cpus=self.num_cpus, num_gpus=self.num_gpus, include_dashboard=False,
-                 _temp_dir=temp_dir, _node_ip_address=_node_ip())
+        rank = int(os.environ.get("SLURM_PROCID", "0"))
+        rdv = slurm_ray.rendezvous_dir(self.experiment, job_id, restart)
+        node_args = {"job_id": job_id, "restart": restart, "num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
+                     "timeout": self.join_timeout}
+        if rank != 0:
+            return slurm_ray.serve_worker(rdv, **node_args)
+        head = slurm_ray.start_head(rdv, **node_args)
         try:
+            return self._drive(head, rdv, int(restart))
+        finally:
+            slurm_ray.mark_done(rdv)
+            head.stop()
+            head.keep_logs(rdv / "logs" / socket.gethostname())
+
+    def _drive(self, head, rdv: Path, restart: int) -> dict[str, Any]:
+        """Task 0: connect to the head, wait for every node, sweep or resume."""
+        import ray
+
+        from fxdist import slurm_ray
+        from fxdist.tune import has_experiment, resume, sweep
+
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(address=head.address, log_to_driver=True)
+        try:
+            node_ips = slurm_ray.wait_for_nodes(self.nodes, self.join_timeout, rdv)
+            print(f"fxdist: Ray cluster of {len(node_ips)} node(s): {', '.join(node_ips)}", flush=True)
             resumed = has_experiment(self.experiment)
             if resumed:
                 result = resume(self.experiment)
@@ -187,24 +208,18 @@ class SweepJob(_checkpointable()):
                 result = sweep(self.sweep_cfg, storage=str(Path(self.experiment).parent))
         finally:
             ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)  # kept when the sweep raised: Ray's logs are there
         return {
             "experiment": result.experiment_path,
             "resumed": resumed,
-            "restart_count": int(restart),
+            "restart_count": restart,
             "host": socket.gethostname(),
+            "ray_nodes": node_ips,
+            "ray_address": head.address,
             "trials": {r.trial_id: r.state for r in result.trials},
+            "trial_hosts": {r.trial_id: r.hostname for r in result.trials},
             "errors": result.errors,
             "best": None if result.best is None else {"trial_id": result.best.trial_id, "best_val_esr": result.best.best_val_esr},
         }
-
-
-def _node_ip() -> str | None:
-    """This node's address as its hosts file gives it (Ray otherwise may pick 127.0.0.1)."""
-    try:
-        return socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return None
 
 
 # -- submit, list, cancel ------------------------------------------------------------------------
@@ -270,9 +285,9 @@ def submit(sweep_yaml: str | Path, cluster_yaml: str | Path, overrides: dict[str
         cfg.storage = os.path.abspath(os.path.expanduser(cfg.storage))
     exp = experiment_path(cfg)
     check_cluster(cluster, source=str(cluster_yaml))
-    # Can one trial fit the node? (Ray in the job has cpus_per_node CPUs and gpus_per_node GPUs.)
+    # Can one trial fit the allocation? (Ray gets cpus_per_node CPUs and gpus_per_node GPUs on each node.)
     node = {"CPU": float(cluster.cpus_per_node), "GPU": float(cluster.gpus_per_node)}
-    check_resources(cfg.resources, node, [node])
+    check_resources(cfg.resources, {k: v * cluster.nodes for k, v in node.items()}, [node] * cluster.nodes)
     folder = f"{exp}/slurm/%j"
     ex = _executor(cluster, f"{JOB_PREFIX}{cfg.name}", folder)
     inner = ex._executor  # submitit's SlurmExecutor writes the script from its parameters
@@ -280,7 +295,7 @@ def submit(sweep_yaml: str | Path, cluster_yaml: str | Path, overrides: dict[str
     if dry_run:
         return SubmitResult(None, exp, folder, script)
     try:
-        job = ex.submit(SweepJob(cfg, exp, cluster.cpus_per_node, cluster.gpus_per_node))
+        job = ex.submit(SweepJob(cfg, exp, cluster.cpus_per_node, cluster.gpus_per_node, cluster.nodes))
     except Exception as exc:  # submitit raises FailedJobError/FailedSubmissionError/CalledProcessError
         raise ClusterError(f"sbatch refused the job: {exc}") from exc
     return SubmitResult(str(job.job_id), exp, folder.replace("%j", str(job.job_id)), script)

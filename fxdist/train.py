@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from fxdist import __version__
 from fxdist.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fxdist.config import from_dict, load, load_yaml, to_dict
 from fxdist.errors import CheckpointError, ConfigError, TrainingError
+from fxdist.fsutil import write_text_atomic
 from fxdist.losses import CombinedLoss, LossConfig
 from fxdist.models.base import detach_state
 
@@ -328,6 +330,15 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
 
+    def data_share(self) -> dict[str, Any]:
+        """Which training shard row groups this rank streams in the current epoch (its share only)."""
+        loader = self._loader(self.epoch, 0)
+        return {"rank": self.rank, "world_size": self.world, "hostname": socket.gethostname(), "epoch": self.epoch,
+                "units": [[path, group] for path, group in loader.dataset.share(max(1, self.cfg.data.workers))]}
+
+    def _write_data_share(self) -> None:
+        write_text_atomic(self.out_dir / "data-share.json", json.dumps(self.data_share()))
+
     def _batches(self):
         """Endless batches from the saved data position on; advances epoch/batch counters.
 
@@ -477,6 +488,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        self._write_data_share()
         writer = self._writer()
         bar = self._progress_bar()
         batches = self._batches()

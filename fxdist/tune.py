@@ -661,7 +661,7 @@ class TrialRow:
     step: int | None
     val_esr: float | None
     best_val_esr: float | None
-    hostname: str | None
+    hostname: str | None  # the node it ran on; "node1,node2" for a trial with several workers (rank order)
     node_ip: str | None
     path: str
 
@@ -800,6 +800,10 @@ def _run_trial(config, setup, run_dir: Path, checkpoint, reporter: Callable[[dic
     restore_seconds = time.perf_counter() - tic
     host, ip = socket.gethostname(), ray.util.get_node_ip_address()
     world = torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+    hosts = [host]
+    if world > 1:  # every rank's node, for status (rank 0 reports)
+        hosts = [None] * world
+        torch.distributed.all_gather_object(hosts, host)
     attempt = _record_start(run_dir, restored_step, host) if rank == 0 else 0
     crash_at = setup.get("crash_at_step") if checkpoint is None and rank == 0 else None
     swept = dict(config)
@@ -810,7 +814,8 @@ def _run_trial(config, setup, run_dir: Path, checkpoint, reporter: Callable[[dic
             os.kill(os.getpid(), signal.SIGKILL)  # test-only hook (see module docstring)
         tic = time.perf_counter()
         metrics = {
-            **metrics, "worker_hostname": host, "worker_node_ip": ip, "attempt": attempt, "world_size": world,
+            **metrics, "worker_hostname": host, "worker_hostnames": ",".join(hosts), "worker_node_ip": ip,
+            "attempt": attempt, "world_size": world,
             "restored_from_step": restored_step, "restore_seconds": restore_seconds, "report_seconds": last_report[0],
         }
         if ckpt_dir is None:
@@ -825,6 +830,9 @@ def _run_trial(config, setup, run_dir: Path, checkpoint, reporter: Callable[[dic
         last_report[0] = time.perf_counter() - tic
 
     train(cfg, report)
+    share = run_dir / "data-share.json"
+    if share.exists():  # which shard row groups this rank streamed, kept beside the trial
+        _write_text(_join(setup["experiment_path"], trial_id, "data-share", f"rank{rank}.json"), share.read_text())
 
 
 def _prepare_run_dir(run_dir: Path, checkpoint) -> int:
@@ -1145,7 +1153,7 @@ def status(experiment_path: str | Path) -> list[TrialRow]:
             step=last.get("step"),
             val_esr=last.get("val_esr"),
             best_val_esr=best,
-            hostname=last.get("worker_hostname") or last.get("hostname"),
+            hostname=last.get("worker_hostnames") or last.get("worker_hostname") or last.get("hostname"),
             node_ip=last.get("worker_node_ip") or last.get("node_ip"),
             path=trial_dir,
         ))

@@ -333,6 +333,21 @@ class WindowDataset(IterableDataset):
         sizes = [sum(b - a for _, a, b in self._random_segments(s, slots)) for s in mine]
         return sum(-(-k // self.batch_size) for k in sizes)
 
+    def share(self, workers: int = 1) -> list[tuple[str, int]]:
+        """The (shard file, row group) units this rank reads in this epoch, over its ``workers``
+        DataLoader workers: what the iterator's plan assigns. Ranks share no window; in
+        random mode a row group on the boundary between two ranks' ranges has its windows
+        split between them, so those (at most world_size - 1) row groups appear in two shares."""
+        slots = self.world_size * workers
+        units: set[int] = set()
+        for slot in range(self.rank * workers, (self.rank + 1) * workers):
+            if self.cfg.mode == "random":
+                units.update(u for u, _, _ in self._random_segments(slot, slots))
+            else:
+                units.update(int(u) for u in self._slot_units(slot, slots))
+        shards = self.layout.info.shards
+        return sorted((shards[int(self._units[u][0])].path, int(self._units[u][1])) for u in units)
+
     def memory_bound_bytes(self) -> int:
         """Upper bound of audio bytes one iterator holds (formula in the module docstring)."""
         G, R = self.manifest.rows_per_group, self.manifest.row_samples

@@ -57,6 +57,12 @@ def _submit_cli(capsys, *args: str) -> dict[str, str]:
     return dict(re.findall(r"^(job|experiment|logs): (\S+)$", out, re.MULTILINE))
 
 
+def worker_host(logs: Path, task: int) -> str:
+    """The node submitit says task ``task`` ran on (first line of its log)."""
+    match = re.search(r"hostname=(\w+)", (logs / f"{logs.name}_{task}_log.out").read_text())
+    return match.group(1) if match else ""
+
+
 def _fxdist_jobs() -> set[str]:
     return {j.job_id for j in jobs()}
 
@@ -68,7 +74,8 @@ def test_dry_run_prints_the_sbatch_script_and_submits_nothing(local_slurm, tiny_
     script = capsys.readouterr().out
     assert script.startswith("#!/bin/bash")
     for line in ("#SBATCH --partition=debug", "#SBATCH --time=30", "#SBATCH --job-name=fxdist-tiny",
-                 "#SBATCH --cpus-per-task=2", "#SBATCH --nodes=1", "#SBATCH --signal=USR2@"):
+                 "#SBATCH --cpus-per-task=1", "#SBATCH --nodes=3",
+                 "#SBATCH --ntasks-per-node=1", "#SBATCH --signal=USR2@"):
         assert line in script, f"{line!r} missing from:\n{script}"
     assert f"{tmp_path / 'sweeps' / 'tiny' / 'slurm'}/%j" in script
     assert "submitit.core._submit" in script
@@ -109,11 +116,18 @@ def test_submit_runs_the_sweep_to_the_end(local_slurm, tiny_shards, tmp_path, ca
     assert len(rows) == 3 and {r.state for r in rows} == {"TERMINATED"}
     assert {r.step for r in rows} == {20}
     assert all(re.fullmatch(r"node\d", r.hostname or "") for r in rows)
+    assert len({r.hostname for r in rows}) >= 2, f"all trials on one node: {[r.hostname for r in rows]}"
     with open(logs / f"{job_id}_0_result.pkl", "rb") as f:
         kind, summary = pickle.load(f)
     assert kind == "success"
     assert summary["resumed"] is False and summary["errors"] == 0
     assert summary["trials"] == {r.trial_id: "TERMINATED" for r in rows}
+    assert summary["host"] == "node1" and len(summary["ray_nodes"]) == 3  # the head on the first node, 2 workers
+    for task in (1, 2):  # one Ray worker per other node, each gone once the driver was done
+        with open(logs / f"{job_id}_{task}_result.pkl", "rb") as f:
+            kind, worker = pickle.load(f)
+        assert kind == "success" and worker["role"] == "worker" and worker["ended"] == "done"
+    assert {worker_host(logs, t) for t in (0, 1, 2)} == {"node1", "node2", "node3"}
 
 
 def test_requeued_job_resumes_the_same_experiment(local_slurm, tiny_shards, tmp_path, capsys):

@@ -335,3 +335,32 @@ def test_make_loader_matches_dataset(shards):
     ]
     seq = list(make_loader(m, "train", mode="sequential", run_seconds=0.05, **kw))
     assert seq[0]["x"].shape == (4, 1, 19 + 64) and set(seq[0]) == {"x", "y", "reset", "valid"}
+
+
+@pytest.mark.parametrize("mode", ["random", "sequential"])
+def test_share_is_what_each_rank_reads_and_ranks_are_disjoint(shards, monkeypatch, mode):
+    """Spy on real row-group reads: each rank reads exactly its ``share()``; the shares cover the
+    split; only a row group on the rank boundary (random mode: its windows are split) is in both."""
+    from fxdist.data import shards as shards_mod
+
+    dest, _ = shards
+    reads = []
+    real = shards_mod.ShardSet.read_group
+    monkeypatch.setattr(
+        shards_mod.ShardSet, "read_group", lambda self, s, g, c: reads.append((s.path, g)) or real(self, s, g, c)
+    )
+    spec = WindowSpec(receptive_field=1, output_len=64)
+    cfg = StreamConfig(mode=mode, shuffle_windows=8, run_seconds=0.05, equalize=False)
+    shares = []
+    for rank in range(2):
+        ds = WindowDataset(dest, "train", spec, cfg, batch_size=2, rank=rank, world_size=2)
+        reads.clear()
+        for _ in DataLoader(ds, batch_size=2 if mode == "random" else None):
+            pass
+        share = ds.share()
+        assert set(reads) == set(share), f"rank {rank} read {sorted(set(reads))}, share says {share}"
+        shares.append(set(share))
+    assert shares[0] and shares[1]
+    assert len(shares[0] & shares[1]) <= (1 if mode == "random" else 0)
+    everything = set(WindowDataset(dest, "train", spec, cfg, batch_size=2, rank=0, world_size=1).share())
+    assert shares[0] | shares[1] == everything
