@@ -39,6 +39,8 @@ class ClusterConfig:
     gpus_per_node: int = 0
     mem_gb: float | None = None  # None: the partition's default
     time_min: int = 60
+    # Times the job may hit its time limit and requeue itself (submitit), resuming each time.
+    max_timeouts: int = 3
     account: str | None = None
     qos: str | None = None
     # Extra ``#SBATCH --key=value`` lines (e.g. {constraint: a100, exclusive: true}).
@@ -47,6 +49,10 @@ class ClusterConfig:
     setup: list[str] = field(default_factory=list)
     # The Python that runs the job on the node (default: the one submitting).
     python: str | None = None
+    # Keep the job running when one of its nodes fails (sbatch and srun --no-kill): Ray
+    # retries the lost node's trials on the others, from their checkpoints. False: SLURM
+    # ends the job (and requeues it, where the site allows) when any node fails.
+    survive_node_failure: bool = True
 
     def __post_init__(self):
         if self.nodes < 1:
@@ -57,6 +63,8 @@ class ClusterConfig:
             raise ValueError(f"gpus_per_node must be >= 0, got {self.gpus_per_node}")
         if self.mem_gb is not None and self.mem_gb <= 0:
             raise ValueError(f"mem_gb must be > 0 or null, got {self.mem_gb}")
+        if self.max_timeouts < 0:
+            raise ValueError(f"max_timeouts must be >= 0, got {self.max_timeouts}")
         if self.time_min < 1:
             raise ValueError(f"time_min must be >= 1, got {self.time_min}")
 
@@ -236,7 +244,9 @@ class SubmitResult:
 def _executor(cluster: ClusterConfig, job_name: str, folder: str):
     import submitit
 
-    kwargs = {"slurm_python": cluster.python} if cluster.python else {}
+    kwargs: dict[str, Any] = {"slurm_max_num_timeout": cluster.max_timeouts}
+    if cluster.python:
+        kwargs["slurm_python"] = cluster.python
     ex = submitit.AutoExecutor(folder=folder, cluster="slurm", **kwargs)
     params: dict[str, Any] = {
         "name": job_name,
@@ -259,8 +269,12 @@ def _executor(cluster: ClusterConfig, job_name: str, folder: str):
         params["slurm_qos"] = cluster.qos
     if cluster.setup:
         params["slurm_setup"] = list(cluster.setup)
-    if cluster.sbatch_extra:
-        params["slurm_additional_parameters"] = dict(cluster.sbatch_extra)
+    extra = dict(cluster.sbatch_extra)
+    if cluster.survive_node_failure and cluster.nodes > 1:
+        extra.setdefault("no_kill", True)
+        params["slurm_srun_args"] = ["--no-kill"]
+    if extra:
+        params["slurm_additional_parameters"] = extra
     ex.update_parameters(**params)
     return ex
 

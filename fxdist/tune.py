@@ -73,6 +73,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import math
 import os
 import re
@@ -1122,6 +1123,8 @@ def _trials(exp: str):
     from ray.tune import ExperimentAnalysis
 
     _require_experiment(exp)
+    # It warns for every trial that has not reported yet; status shows those as step None.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     try:
         return ExperimentAnalysis(exp).trials
     except Exception as exc:  # Ray raises several types for a missing or unreadable state

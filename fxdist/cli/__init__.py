@@ -15,7 +15,7 @@ from fxdist import __version__
 from fxdist.errors import FxdistError
 
 # Modules that add subcommands; each must define register(subparsers).
-COMMAND_MODULES = ("data", "train", "pipeline", "evaluate", "export", "sweep", "submit")
+COMMAND_MODULES = ("data", "train", "pipeline", "evaluate", "export", "sweep", "submit", "raynode")
 
 
 def build_parser() -> argparse.ArgumentParser:

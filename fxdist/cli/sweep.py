@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray started when no --address is given (default: all cores)")
     p.add_argument("--shards", help="shard set path or URI (sets overrides.data.shards)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a sweep config key, e.g. num_samples=4 or overrides.steps=500 (repeatable)")
+    p.add_argument("--resume-if-exists", action="store_true", help="resume the experiment when it already exists (for batch scripts that get requeued)")
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("resume", help="continue a killed or errored sweep", description="Continue a sweep: unfinished trials resume from their latest checkpoint; finished ones are not rerun.")
@@ -69,14 +70,19 @@ def _print_result(result) -> None:
 
 
 def _sweep(args) -> int:
-    from fxdist.tune import experiment_path, load_sweep_config, sweep
+    from fxdist.tune import experiment_path, has_experiment, load_sweep_config, resume, sweep
 
     overrides = parse_overrides(args.overrides)
     if args.shards:
         overrides["overrides.data.shards"] = args.shards
     cfg = load_sweep_config(args.config, overrides)
-    print(f"experiment: {experiment_path(cfg, args.storage)}", flush=True)
-    result = sweep(cfg, address=args.address, storage=args.storage, num_cpus=args.num_cpus)
+    exp = experiment_path(cfg, args.storage)
+    if args.resume_if_exists and has_experiment(exp):
+        print(f"experiment: {exp} (exists: resuming)", flush=True)
+        result = resume(exp, address=args.address, num_cpus=args.num_cpus)
+    else:
+        print(f"experiment: {exp}", flush=True)
+        result = sweep(cfg, address=args.address, storage=args.storage, num_cpus=args.num_cpus)
     _print_result(result)
     return 1 if result.errors else 0
 

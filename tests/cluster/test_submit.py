@@ -20,7 +20,7 @@ from fxdist.cli import main
 from fxdist.errors import ClusterError, ConfigError
 from fxdist.launch import jobs, submit
 from fxdist.tune import status
-from tests.cluster.polling import poll
+from tests.cluster.slurm_jobs import diagnosis, poll_job, wait_state, worker_host
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEP = str(REPO / "configs/sweep/tiny.yaml")
@@ -28,39 +28,11 @@ CLUSTER = str(REPO / "configs/cluster/local.yaml")
 pytestmark = pytest.mark.slow
 
 
-def _job_state(job_id: str) -> str:
-    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30, check=False).stdout
-    match = re.search(r"\bJobState=(\S+)", out)
-    return match.group(1) if match else ""
-
-
-def _diagnosis(job_id: str, logs: Path | None = None) -> str:
-    out = [subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False).stdout
-           for cmd in (["scontrol", "show", "job", "-o", job_id], ["sinfo", "-N", "-o", "%N %T %E"])]
-    for log in sorted(logs.glob("*_log.*")) if logs and logs.is_dir() else []:
-        out.append(f"--- {log.name}\n" + log.read_text()[-3000:])
-    return "\n".join(out)
-
-
-def _poll(what: str, check, timeout: float, job_id: str, logs: Path | None = None, interval: float = 0.5):
-    return poll(what, check, timeout, lambda: _diagnosis(job_id, logs), interval)
-
-
-def _wait_state(job_id: str, states: set[str], timeout: float, logs: Path | None = None) -> str:
-    return _poll(f"job {job_id} in {sorted(states)}", lambda: (s := _job_state(job_id)) in states and s, timeout, job_id, logs)
-
-
 def _submit_cli(capsys, *args: str) -> dict[str, str]:
     """Run `fxdist submit` in-process; its printed job/experiment/logs lines as a dict."""
     assert main(["submit", SWEEP, "--cluster", CLUSTER, *args]) == 0
     out = capsys.readouterr().out
     return dict(re.findall(r"^(job|experiment|logs): (\S+)$", out, re.MULTILINE))
-
-
-def worker_host(logs: Path, task: int) -> str:
-    """The node submitit says task ``task`` ran on (first line of its log)."""
-    match = re.search(r"hostname=(\w+)", (logs / f"{logs.name}_{task}_log.out").read_text())
-    return match.group(1) if match else ""
 
 
 def _fxdist_jobs() -> set[str]:
@@ -110,8 +82,8 @@ def test_submit_runs_the_sweep_to_the_end(local_slurm, tiny_shards, tmp_path, ca
     assert exp == tmp_path / "sweeps" / "tiny" and logs == exp / "slurm" / job_id
     assert main(["jobs"]) == 0
     assert re.search(rf"^{job_id}\s+fxdist-tiny\s+(PENDING|RUNNING|COMPLETING|COMPLETED)", capsys.readouterr().out, re.MULTILINE)
-    state = _wait_state(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 150, logs)
-    assert state == "COMPLETED", _diagnosis(job_id, logs)
+    state = wait_state(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 150, logs)
+    assert state == "COMPLETED", diagnosis(job_id, logs)
     rows = status(exp)
     assert len(rows) == 3 and {r.state for r in rows} == {"TERMINATED"}
     assert {r.step for r in rows} == {20}
@@ -148,14 +120,14 @@ def test_requeued_job_resumes_the_same_experiment(local_slurm, tiny_shards, tmp_
         done = [r.trial_id for r in rows if r.state == "TERMINATED"]
         return done if 0 < len(done) < 3 else None
 
-    finished = _poll("a first trial TERMINATED", one_finished, 150, job_id, logs, interval=1.0)
+    finished = poll_job("a first trial TERMINATED", one_finished, 150, job_id, logs, interval=1.0)
     subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
-    _poll("requeued", lambda: "Restarts=1" in subprocess.run(["scontrol", "show", "job", "-o", job_id],
+    poll_job("requeued", lambda: "Restarts=1" in subprocess.run(["scontrol", "show", "job", "-o", job_id],
                                                                capture_output=True, text=True, timeout=30, check=False).stdout, 30, job_id, logs)
-    state = _wait_state(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 150, logs)
-    assert state == "COMPLETED", _diagnosis(job_id, logs)
+    state = wait_state(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 150, logs)
+    assert state == "COMPLETED", diagnosis(job_id, logs)
     rows = status(exp)
-    assert len(rows) == 3 and {r.state for r in rows} == {"TERMINATED"}, _diagnosis(job_id, logs)
+    assert len(rows) == 3 and {r.state for r in rows} == {"TERMINATED"}, diagnosis(job_id, logs)
     assert {r.step for r in rows} == {60}
     for trial_id in finished:
         starts = (exp / trial_id / "run" / "starts.jsonl").read_text().splitlines()
@@ -172,10 +144,10 @@ def test_cancel_stops_a_running_job(local_slurm, tiny_shards, tmp_path, capsys):
     printed = _submit_cli(capsys, "--storage", str(tmp_path / "sweeps"), "--shards", str(tiny_shards),
                           "--set", "overrides.steps=100000")
     job_id, logs = printed["job"], Path(printed["logs"])
-    _wait_state(job_id, {"RUNNING"}, 60, logs)
+    wait_state(job_id, {"RUNNING"}, 60, logs)
     assert main(["cancel", job_id]) == 0
     assert f"cancelled {job_id}" in capsys.readouterr().out
-    assert _wait_state(job_id, {"CANCELLED", "COMPLETED", "FAILED"}, 60, logs) == "CANCELLED"
+    assert wait_state(job_id, {"CANCELLED", "COMPLETED", "FAILED"}, 60, logs) == "CANCELLED"
     assert job_id not in _fxdist_jobs()
     assert main(["cancel", "999999"]) == 2
     assert "999999" in capsys.readouterr().err
@@ -194,10 +166,10 @@ def test_preempted_job_checkpoints_requeues_itself_and_resumes(local_slurm, tiny
         except ClusterError:
             return False
 
-    _poll("a trial reporting", trial_started, 150, job_id, logs, interval=1.0)
+    poll_job("a trial reporting", trial_started, 150, job_id, logs, interval=1.0)
     subprocess.run(["scancel", "--signal", "USR2", job_id], check=True, timeout=30)
-    state = _wait_state(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 180, logs)
-    assert state == "COMPLETED", _diagnosis(job_id, logs)
+    state = wait_state(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 180, logs)
+    assert state == "COMPLETED", diagnosis(job_id, logs)
     err = (logs / f"{job_id}_0_log.err").read_text()
     assert "Caught signal SIGUSR2" in err and "preempted" in err, err[-3000:]
     rows = status(exp)

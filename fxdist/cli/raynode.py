@@ -1,0 +1,88 @@
+"""`fxdist ray-node`: the Ray-on-SLURM bootstrap as commands, for sbatch scripts (jobs/ray-sweep.sbatch).
+
+`fxdist submit` does the same from Python (fxdist.launch.SweepJob); these commands let a
+hand-written batch script start the head and workers with ``srun``, wait for them, and tell
+them to stop. All state is in the rendezvous folder (shared filesystem), see fxdist.slurm_ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ray-node", help="start/join/stop a Ray cluster inside a SLURM job (for sbatch scripts)",
+                       description="The Ray-on-SLURM bootstrap of fxdist.slurm_ray as commands: run `head` on the "
+                                   "first node and `worker` on the others (srun), `wait` in the batch script, then `done`.")
+    cmds = p.add_subparsers(dest="ray_command", required=True, metavar="ACTION")
+    for name, text in (("head", "start the head here and keep it until `done`"),
+                       ("worker", "join the head from here and stay until `done`")):
+        q = cmds.add_parser(name, help=text)
+        q.add_argument("--rendezvous", required=True, help="shared folder of this job run, e.g. $STORAGE/ray/$SLURM_JOB_ID-$SLURM_RESTART_COUNT")
+        q.add_argument("--cpus", type=int, default=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")), help="CPUs Ray may use on this node (default: $SLURM_CPUS_PER_TASK)")
+        q.add_argument("--gpus", type=int, default=0, help="GPUs Ray may use on this node")
+        q.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the head (worker) or to listen (head)")
+        q.set_defaults(func=_head if name == "head" else _worker)
+    q = cmds.add_parser("wait", help="wait for NODES nodes to join, print the head's address")
+    q.add_argument("--rendezvous", required=True)
+    q.add_argument("--nodes", type=int, default=int(os.environ.get("SLURM_JOB_NUM_NODES", "1")), help="default: $SLURM_JOB_NUM_NODES")
+    q.add_argument("--timeout", type=float, default=180.0)
+    q.set_defaults(func=_wait)
+    q = cmds.add_parser("done", help="tell the head and workers of this rendezvous to stop")
+    q.add_argument("--rendezvous", required=True)
+    q.set_defaults(func=_done)
+
+
+def _node_args(args) -> dict:
+    return {"job_id": os.environ.get("SLURM_JOB_ID", str(os.getpid())), "restart": os.environ.get("SLURM_RESTART_COUNT", "0"),
+            "num_cpus": args.cpus, "num_gpus": args.gpus, "timeout": args.timeout}
+
+
+def _head(args) -> int:
+    import socket
+    import time
+
+    from fxdist import slurm_ray
+
+    rdv = Path(args.rendezvous)
+    node = slurm_ray.start_head(rdv, **_node_args(args))
+    try:
+        while node.alive() and not (rdv / slurm_ray.DONE_FILE).exists():
+            time.sleep(0.5)
+    finally:
+        node.stop()
+        node.keep_logs(rdv / "logs" / socket.gethostname())
+    return 0
+
+
+def _worker(args) -> int:
+    from fxdist import slurm_ray
+
+    result = slurm_ray.serve_worker(Path(args.rendezvous), **_node_args(args))
+    print(f"fxdist: Ray worker on {result['host']} stopped ({result['ended']})")
+    return 0
+
+
+def _wait(args) -> int:
+    import ray
+
+    from fxdist import slurm_ray
+
+    rdv = Path(args.rendezvous)
+    address = slurm_ray.read_head(rdv, args.timeout)
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    try:
+        slurm_ray.wait_for_nodes(args.nodes, args.timeout, rdv)
+    finally:
+        ray.shutdown()
+    print(address)
+    return 0
+
+
+def _done(args) -> int:
+    from fxdist import slurm_ray
+
+    slurm_ray.mark_done(Path(args.rendezvous))
+    return 0
