@@ -1,4 +1,5 @@
-"""`fxdist data ...`: generate, ingest, render, import, shard, verify, effects.
+"""`fxdist data ...`: generate, ingest, render, import, shard, verify, effects; render-plan,
+render-chunk and finalize (one SLURM array task each, see fxdist.render_array).
 
 All commands work on a dataset root laid out as ``clean/``, ``processed/<effect>/`` and
 ``shards/<effect>/`` (see fxdist.data).
@@ -68,6 +69,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("effects", help="list the shipped effect presets")
     p.set_defaults(func=_effects)
+
+    p = cmds.add_parser("render-plan", help="show the chunks of a render-array config (and save the plan)")
+    p.add_argument("config", help="render-array YAML (see configs/render/)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=_render_plan)
+
+    p = cmds.add_parser("render-chunk", help="render and shard one chunk of a render-array config (one array task)")
+    p.add_argument("config", help="render-array YAML (see configs/render/)")
+    p.add_argument("--index", type=int, required=True, help="chunk index, e.g. $SLURM_ARRAY_TASK_ID")
+    p.add_argument("--workers", type=int, help="render processes (default: SLURM_CPUS_PER_TASK, else cpus_per_task)")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=_render_chunk)
+
+    p = cmds.add_parser("finalize", help="merge the rendered chunks of a render-array config into a verified shard set")
+    p.add_argument("config", help="render-array YAML (see configs/render/)")
+    p.add_argument("--no-verify", action="store_true", help="check sizes and schemas only, not every shard's sha256")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=_finalize)
 
 
 def _generate(args) -> int:
@@ -144,4 +163,31 @@ def _effects(args) -> int:
     for name in list_presets():
         cfg = load_effect_config(name)
         print(f"{name:18s} {cfg.family:12s} {' '.join(cfg.description.split())[:90]}")
+    return 0
+
+
+def _render_plan(args) -> int:
+    from fxdist.render_array import index_ranges, load_render_config, prepare
+
+    plan = prepare(load_render_config(args.config, parse_overrides(args.overrides)))
+    todo = plan.todo()
+    print(f"{len(plan.tracks)} track(s) in {len(plan.chunks)} chunk(s) -> {plan.out}")
+    print(f"not done: {len(todo)} chunk(s) {index_ranges(todo)}".rstrip())
+    print(f"sbatch --array=0-{len(plan.chunks) - 1} jobs/render-array.sbatch {args.config}")
+    return 0
+
+
+def _render_chunk(args) -> int:
+    from fxdist.render_array import load_render_config, render_chunk
+
+    cfg = load_render_config(args.config, parse_overrides(args.overrides))
+    print(render_chunk(cfg, args.index, workers=args.workers))
+    return 0
+
+
+def _finalize(args) -> int:
+    from fxdist.render_array import finalize, load_render_config
+
+    manifest = finalize(load_render_config(args.config, parse_overrides(args.overrides)), verify=not args.no_verify)
+    print(manifest.summary())
     return 0

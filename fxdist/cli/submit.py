@@ -8,8 +8,9 @@ from fxdist.cli import parse_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("submit", help="submit a sweep as a SLURM job", description="Submit a sweep as one SLURM job (submitit); the job starts Ray on its node and runs the sweep, or resumes it when requeued.")
-    p.add_argument("config", help="sweep YAML (see configs/sweep/)")
+    p = sub.add_parser("submit", help="submit a sweep as a SLURM job", description="Submit a sweep as one SLURM job (submitit); the job starts Ray on its node and runs the sweep, or resumes it when requeued. With --render: render and shard a dataset as a job array (one task per chunk of tracks, chunks already done are skipped) and a finalize job after it.")
+    p.add_argument("config", help="sweep YAML (see configs/sweep/), or with --render a render-array YAML (configs/render/)")
+    p.add_argument("--render", action="store_true", help="CONFIG is a render-array config: render and shard a dataset as a job array, one task per chunk of tracks")
     p.add_argument("--cluster", required=True, help="site YAML (see configs/cluster/)")
     p.add_argument("--dry-run", action="store_true", help="print the sbatch script and submit nothing")
     p.add_argument("--storage", help="experiment storage on a filesystem the nodes share (default: the config's storage)")
@@ -26,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _submit(args) -> int:
+    if args.render:
+        return _submit_render(args)
     from fxdist.launch import submit
 
     overrides = parse_overrides(args.overrides)
@@ -43,6 +46,29 @@ def _submit(args) -> int:
     print(f"experiment: {result.experiment}")
     print(f"logs: {result.logs_dir}")
     print(f"`fxdist jobs` lists it, `fxdist status {result.experiment}` shows its trials, `fxdist cancel {result.job_id}` stops it")
+    return 0
+
+
+def _submit_render(args) -> int:
+    from fxdist.errors import ConfigError
+    from fxdist.render_array import index_ranges, submit_render
+
+    if args.shards or args.storage:
+        raise ConfigError("--shards and --storage are for sweeps; a render-array config names its root and out")
+    result = submit_render(args.config, args.cluster, dry_run=args.dry_run, overrides=parse_overrides(args.overrides))
+    chunks = index_ranges(result.chunks) or "none"
+    if args.dry_run:
+        print(result.scripts["array"])
+        print(result.scripts["finalize"])
+        print(f"# chunks to render: {chunks} of {result.total_chunks}")
+        print(f"# shards: {result.out}")
+        print(f"# logs: {result.logs_dir}")
+        return 0
+    print(f"array job: {result.array_job_id or 'none (every chunk is done)'}")
+    print(f"finalize job: {result.finalize_job_id}")
+    print(f"chunks: {chunks} of {result.total_chunks}")
+    print(f"shards: {result.out}")
+    print(f"logs: {result.logs_dir}")
     return 0
 
 
