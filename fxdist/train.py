@@ -175,6 +175,23 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
+# Model options that change how training runs, not the weights: a checkpoint saved with other
+# values (or before the option existed) still fits.
+TRAINING_ONLY_MODEL_KEYS = ("checkpoint_activations",)
+
+
+def weights_config(cfg: dict[str, Any], source: str) -> dict[str, Any]:
+    """A model config with its family's defaults filled in and training-only options dropped:
+    two configs that build the same weights compare equal."""
+    from fxdist.models.registry import get
+
+    rest = {k: v for k, v in cfg.items() if k != "family"}
+    full = {"family": cfg["family"], **to_dict(from_dict(get(cfg["family"]).config_cls, rest, source))}
+    for key in TRAINING_ONLY_MODEL_KEYS:
+        full.pop(key, None)
+    return full
+
+
 def lr_lambda(cfg: OptimConfig, steps: int) -> Callable[[int], float]:
     """Multiplier of the base lr at a step: linear warm-up, then cosine or constant."""
 
@@ -273,7 +290,7 @@ class Trainer:
             )
 
     def _check_model(self, ckpt: Checkpoint, path: Path) -> None:
-        if ckpt.model_config != self.model_config:
+        if weights_config(ckpt.model_config, str(path)) != weights_config(self.model_config, "this run"):
             raise CheckpointError(
                 f"{path}: checkpoint holds model {ckpt.model_config} but this run builds {self.model_config}"
             )

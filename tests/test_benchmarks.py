@@ -40,3 +40,23 @@ def test_distortion_quality_quick():
     assert "VALIDATION ESR OVER TIME" in out
     assert "best validation ESR" in out and "test ESR of best.pt" in out
     assert "PASS" in out or "FAIL" in out
+
+
+@pytest.mark.slow
+def test_memory_per_worker_quick():
+    """Rows for 1, 2 and 4 workers per model and checkpoint setting. At one global batch a worker
+    of 4 holds a quarter of the batch, so its peak (above base, and in all) is below one worker's."""
+    out = run_quick("memory_per_worker.py")
+    assert "EXTRAPOLATION to 16 GiB machines" in out
+    table = out.split("PEAK MEMORY PER WORKER")[1].split("EXTRAPOLATION")[0]
+    peak, peak_rss = {}, {}
+    for line in table.splitlines():
+        f = line.split()
+        if len(f) == 13 and f[0] in ("cnn-5k", "wavenet-mol24") and f[1] in ("off", "on"):
+            key = (f[0], f[1], int(f[2]))
+            peak[key], peak_rss[key] = float(f[7]), float(f[10])
+    for model in ("cnn-5k", "wavenet-mol24"):
+        for ckpt in ("off", "on"):
+            assert {n for m, c, n in peak if (m, c) == (model, ckpt)} == {1, 2, 4}, (model, ckpt, sorted(peak))
+            assert peak[model, ckpt, 4] < peak[model, ckpt, 1], (model, ckpt, peak)
+            assert peak_rss[model, ckpt, 4] < peak_rss[model, ckpt, 1], (model, ckpt, peak_rss)

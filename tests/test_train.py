@@ -168,3 +168,18 @@ def test_process_refuses_other_rate_unless_asked(tiny_shards, tmp_path):
         process_file(result.last_checkpoint, tmp_path / "in.wav", tmp_path / "out.wav")
     report = process_file(result.last_checkpoint, tmp_path / "in.wav", tmp_path / "out.wav", allow_resample=True)
     assert sf.info(tmp_path / "out.wav").samplerate == 44100 and report.sample_rate == 44100
+
+
+def test_resume_ignores_training_only_model_options(tiny_shards, tmp_path):
+    """A checkpoint saved without checkpoint_activations (as before the option existed) resumes
+    with it switched on: same weights, only how backward runs differs."""
+    from fxdist.train import weights_config
+
+    model = {"family": "wavenet", "stacks": [{"channels": 4, "kernel_size": 3, "dilations": [1, 2]}]}
+    run = tmp_path / "run"
+    train(tiny_config(tiny_shards, run, steps=2, val_every=2, model=model))
+    result = train(tiny_config(tiny_shards, run, steps=4, val_every=2, resume=True,
+                               model={**model, "checkpoint_activations": True}))
+    assert result.step == 4
+    assert weights_config(model, "a") == weights_config({**model, "checkpoint_activations": True}, "b")
+    assert weights_config(model, "a") != weights_config({**model, "skip_channels": 8}, "c")

@@ -12,6 +12,13 @@ Cost: forward over T >= W samples unfolds T - W + 1 overlapping windows into a
 short segments (T a few hundred samples beyond W); without grad the windows are run in
 chunks of ``INFERENCE_CHUNK`` to bound memory.
 
+``checkpoint_activations``: when training (``model.train()`` with grad enabled) the windows
+run in chunks of at most ``CHECKPOINT_CHUNK`` through ``torch.utils.checkpoint``: only views
+of the input are kept, and backward recomputes one chunk at a time (one more forward per
+step). Activation memory is then one chunk's, however many windows a batch holds; without
+it, about 1 MB per window at W = 5000 (benchmarks/memory_per_worker.py). Outputs and
+gradients equal the plain path; inference and streaming never checkpoint.
+
 ``fcn`` is the fully convolutional variant: stacked valid dilated causal convs, no pooling,
 1x1 conv to the output; T samples in give T - RF + 1 out, all computed at once.
 """
@@ -25,11 +32,13 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from fxdist.models.base import EffectModel, check_positive, make_activation, receptive_field_of
 from fxdist.models.registry import register
 
 INFERENCE_CHUNK = 4096  # windows per pass when no gradient is needed
+CHECKPOINT_CHUNK = 64  # windows per recomputed chunk with checkpoint_activations
 
 
 @dataclass
@@ -42,6 +51,7 @@ class CNNConfig:
     hidden: int = 64  # hidden width of the MLP head; 0: linear head
     direct_taps: int = 16  # newest raw samples fed to the head beside the conv features
     input_skip: bool = True  # y = x_last + head(...)
+    checkpoint_activations: bool = False  # training: recompute chunks of windows in backward
 
     def __post_init__(self):
         check_positive("cnn", window=self.window, kernel_size=self.kernel_size, pool=self.pool)
@@ -113,7 +123,9 @@ class CNNModel(EffectModel):
         batch, _, length = x.shape
         n = length - w + 1
         windows = x.unfold(-1, w, 1)  # (B, 1, n, W) view
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and self.training and self.cfg.checkpoint_activations:
+            y = self._checkpointed(x, n)
+        elif torch.is_grad_enabled():
             y = self._per_window(windows.reshape(batch * n, 1, w)).view(batch, n)
         else:
             parts = [
@@ -122,6 +134,33 @@ class CNNModel(EffectModel):
             ]
             y = torch.cat(parts, dim=1)
         return y.unsqueeze(1), None
+
+    def _checkpointed(self, x: Tensor, n: int) -> Tensor:
+        """(B, 1, T) -> (B, n): chunks of <= CHECKPOINT_CHUNK windows, each recomputed in backward.
+
+        A chunk is a run of one sequence's windows (n >= chunk) or whole sequences (n < chunk),
+        so its input is a view of ``x`` and checkpointing keeps no copy of the windows.
+        """
+        batch, chunk = x.shape[0], CHECKPOINT_CHUNK
+        if n >= chunk:
+            rows = []
+            span = self.cfg.window - 1  # input samples beyond a chunk's first window
+            for b in range(batch):
+                parts = [
+                    checkpoint(self._windows_of, x[b : b + 1, :, i : min(i + chunk, n) + span], use_reentrant=False)
+                    for i in range(0, n, chunk)
+                ]
+                rows.append(torch.cat(parts, dim=1))
+            return torch.cat(rows, dim=0)
+        group = chunk // n
+        parts = [checkpoint(self._windows_of, x[b : b + group], use_reentrant=False) for b in range(0, batch, group)]
+        return torch.cat(parts, dim=0)
+
+    def _windows_of(self, x: Tensor) -> Tensor:
+        """(b, 1, T) -> (b, T - W + 1): every window's prediction, in one pass."""
+        w = self.cfg.window
+        windows = x.unfold(-1, w, 1)
+        return self._per_window(windows.reshape(-1, 1, w)).view(x.shape[0], -1)
 
     def _per_window(self, win: Tensor) -> Tensor:
         """(N, 1, W) windows -> (N,) predictions of each window's last sample."""

@@ -228,3 +228,35 @@ class ModelContract:
         rf = model.receptive_field
         counted = count_macs(model, torch.randn(1, 1, rf + 5)) - count_macs(model, torch.randn(1, 1, rf + 4))
         assert counted == model.macs_per_sample()
+
+
+def checkpointing_differences(config: dict[str, Any], length: int, batch: int = 3, dtype=torch.float64) -> tuple[float, float]:
+    """One training step of ``config`` with and without ``checkpoint_activations`` on the same
+    weights (scrambled) and input: (max |output difference|, max |gradient difference| / max |gradient|)."""
+    results = []
+    x = torch.randn(batch, 1, length, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = build_model({**config, "checkpoint_activations": flag}).to(dtype)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.2)
+        y, _ = model(x)
+        (y.square().sum() + y.sum()).backward()
+        results.append((y.detach(), [p.grad for p in model.parameters()]))
+    (y0, g0), (y1, g1) = results
+    grad = max(float((a - b).abs().max() / a.abs().max().clamp_min(1e-30)) for a, b in zip(g0, g1))
+    return float((y0 - y1).abs().max()), grad
+
+
+def saved_bytes(model: EffectModel, x: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps for backward over one forward (unique storages)."""
+    sizes: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        sizes[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(sizes.values())

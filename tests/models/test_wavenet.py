@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from fxdist.models import build_model, mol_nll
+from fxdist.models import build_model, build_model_from_yaml, mol_nll
 
-from .common import ModelContract, preset
+from .common import PRESETS, ModelContract, checkpointing_differences, preset, saved_bytes
 
 
 class TestWaveNet(ModelContract):
@@ -133,3 +133,68 @@ def test_mol_input_skip_offsets_the_means():
         x = torch.rand(2, 1, 200) * 1.8 - 0.9
         mean, _ = model(x)
     assert torch.equal(mean, x[..., model.receptive_field - 1 :])
+
+
+class TestWaveNetCheckpointed(ModelContract):
+    """checkpoint_activations: the whole contract (gradient checks included) on the recomputed path."""
+
+    config = preset("wavenet-tiny", checkpoint_activations=True)
+
+
+class TestWaveNetMoLCheckpointed(ModelContract):
+    config = preset("wavenet-tiny", output="mol", mol_components=3, checkpoint_activations=True)
+
+
+NAM_TINY = {
+    "family": "wavenet",
+    "layout": "nam",
+    "stacks": [{"channels": 3, "kernel_size": 3, "dilations": [1, 2]}, {"channels": 2, "kernel_size": 3, "dilations": [1, 4]}],
+    "gated": False,
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "config",
+    [
+        preset("wavenet-tiny"),
+        preset("wavenet-tiny", output="mol", mol_components=3, input_skip=True),
+        preset("wavenet-tiny", gated=False, activation="tanh", input_skip=True),
+        NAM_TINY,
+    ],
+    ids=["gated", "mol", "tanh-skip", "nam"],
+)
+def test_checkpointed_wavenet_has_the_same_outputs_and_gradients(config, dtype):
+    """Recomputing a layer runs the same kernels on the same input: equal to the last bit."""
+    d_out, d_grad = checkpointing_differences(config, 40 + 50, dtype=dtype)
+    assert d_out == 0 and d_grad == 0, (d_out, d_grad)
+
+
+@pytest.mark.parametrize("gated, bound", [(True, 0.5), (False, 0.7)], ids=["gated", "tanh"])
+def test_checkpointed_wavenet_keeps_less_for_backward_and_only_when_training(gated, bound):
+    """Per layer backward keeps the input stream only, not the gate/activation outputs."""
+    cfg = preset("wavenet-tiny", gated=gated, stacks=[{"channels": 8, "kernel_size": 3, "dilations": [1, 2, 4, 8]}])
+    x = torch.randn(2, 1, 31 + 500)
+    plain = build_model(cfg)
+    ckpt = build_model({**cfg, "checkpoint_activations": True})
+    ckpt.load_state_dict(plain.state_dict())
+    assert saved_bytes(ckpt, x) < bound * saved_bytes(plain, x), (saved_bytes(ckpt, x), saved_bytes(plain, x))
+    plain.eval(), ckpt.eval()
+    assert saved_bytes(ckpt, x) == saved_bytes(plain, x)
+
+
+def test_24bit_mol_preset_is_the_large_stacks_with_a_24bit_head():
+    large, mol = build_model_from_yaml(PRESETS / "wavenet-large.yaml"), build_model_from_yaml(PRESETS / "wavenet-mol24.yaml")
+    assert mol.output_kind == "mol" and mol.cfg.mol_bits == 24 and mol.cfg.stacks == large.cfg.stacks
+    assert mol.receptive_field == large.receptive_field == 4093
+
+
+def test_mol_params_module_is_forward_params_with_the_same_parameters():
+    """What DistributedDataParallel wraps for the MoL head (benchmarks/memory_per_worker.py)."""
+    from fxdist.models.wavenet import MolParams
+
+    model = build_model(preset("wavenet-tiny", output="mol", mol_components=3))
+    wrapped = MolParams(model)
+    x = torch.randn(2, 1, 60)
+    assert torch.equal(wrapped(x), model.forward_params(x))
+    assert [id(p) for p in wrapped.parameters()] == [id(p) for p in model.parameters()]
