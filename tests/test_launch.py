@@ -17,13 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_shipped_local_site_loads():
     cfg = load_cluster_config(REPO / "configs/cluster/local.yaml")
-    assert cfg == ClusterConfig(partition="debug", nodes=1, cpus_per_node=2, gpus_per_node=0, mem_gb=1,
-                                time_min=30, account=None, qos=None, sbatch_extra={}, setup=[], python=None)
+    assert cfg == ClusterConfig(partition="debug", nodes=3, cpus_per_node=1, gpus_per_node=0, mem_gb=1,
+                                time_min=30, max_timeouts=3, account=None, qos=None, sbatch_extra={}, setup=[],
+                                python=None, survive_node_failure=True)
 
 
 @pytest.mark.parametrize("text, words", [
     ("partiton: debug\n", ["partiton", "partition", "sbatch_extra"]),
-    ("nodes: 2\n", ["nodes must be 1"]),
+    ("nodes: 0\n", ["nodes must be >= 1", "0"]),
+    ("max_timeouts: -1\n", ["max_timeouts", "-1"]),
     ("time_min: 0\n", ["time_min", "0"]),
     ("gpus_per_node: two\n", ["gpus_per_node"]),
     ("setup: echo hi\n", ["setup"]),
