@@ -290,16 +290,23 @@ def test_stream_detects_corrupted_shard(tmp_path):
         list(ds)
 
 
-def test_resume_skips_reading_consumed_row_groups(shards, monkeypatch):
-    """Spy (not a mock): count real row-group reads; a late resume reads few groups."""
+@pytest.fixture
+def group_reads(monkeypatch) -> list[tuple[str, int]]:
+    """Spy (not a mock): every real row-group read, as (shard path, group), in order."""
     from fxdist.data import shards as shards_mod
 
-    dest, _ = shards
     reads = []
     real = shards_mod.ShardSet.read_group
     monkeypatch.setattr(
         shards_mod.ShardSet, "read_group", lambda self, s, g, c: reads.append((s.path, g)) or real(self, s, g, c)
     )
+    return reads
+
+
+def test_resume_skips_reading_consumed_row_groups(shards, group_reads):
+    """A late resume reads few row groups."""
+    dest, _ = shards
+    reads = group_reads
     spec = WindowSpec(receptive_field=1, output_len=64)
     cfg = StreamConfig(shuffle_windows=8)
     full = collect(WindowDataset(dest, "train", spec, cfg, with_ids=True, batch_size=8), 0)
@@ -338,17 +345,11 @@ def test_make_loader_matches_dataset(shards):
 
 
 @pytest.mark.parametrize("mode", ["random", "sequential"])
-def test_share_is_what_each_rank_reads_and_ranks_are_disjoint(shards, monkeypatch, mode):
-    """Spy on real row-group reads: each rank reads exactly its ``share()``; the shares cover the
+def test_share_is_what_each_rank_reads_and_ranks_are_disjoint(shards, group_reads, mode):
+    """Each rank reads exactly its ``share()`` (real row-group reads); the shares cover the
     split; only a row group on the rank boundary (random mode: its windows are split) is in both."""
-    from fxdist.data import shards as shards_mod
-
     dest, _ = shards
-    reads = []
-    real = shards_mod.ShardSet.read_group
-    monkeypatch.setattr(
-        shards_mod.ShardSet, "read_group", lambda self, s, g, c: reads.append((s.path, g)) or real(self, s, g, c)
-    )
+    reads = group_reads
     spec = WindowSpec(receptive_field=1, output_len=64)
     cfg = StreamConfig(mode=mode, shuffle_windows=8, run_seconds=0.05, equalize=False)
     shares = []
