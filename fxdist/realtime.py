@@ -21,7 +21,7 @@ and ``initial_state(batch) -> List[Tensor]``. T >= 1 (``Streamer`` handles T = 0
 ``Streamer`` wraps a streaming module with its state for block-by-block use.
 """
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -129,8 +129,9 @@ def _op(conv: nn.Module | None, kind: str, weight: Tensor | None = None, bias: T
     return _OPS[kind](conv.weight, conv.bias, conv.dilation[0])
 
 
-class _WaveNetLayer(nn.Module):
-    """fxdist layout layer: (h, hist) -> (next h, z (B, C, T), new hist); skips are summed later."""
+class _GatedLayer(nn.Module):
+    """One dilated layer of either WaveNet layout, with its (k-1)*d input history carried:
+    (h, hist, mix) -> (next h, z (B, C, T), new hist). ``mix`` is added before the gate (nam)."""
 
     def __init__(self, layer: nn.Module, pre: nn.Module | None, kind: str):
         super().__init__()
@@ -142,10 +143,12 @@ class _WaveNetLayer(nn.Module):
         self.res = _op(layer.res, kind)
         self.span = _span(layer.conv)
 
-    def forward(self, h: Tensor, hist: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def _step(self, h: Tensor, hist: Tensor, mix: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
         h = self.pre(h)
         buf = torch.cat([hist, h], dim=-1)
         a = self.conv(buf)
+        if mix is not None:
+            a = a + mix
         if self.gated:
             u, v = a.chunk(2, dim=1)
             z = torch.tanh(u) * torch.sigmoid(v)
@@ -154,6 +157,13 @@ class _WaveNetLayer(nn.Module):
         if self.has_res:
             h = h + self.res(z)
         return h, z, buf[..., buf.shape[-1] - self.span :]
+
+
+class _WaveNetLayer(_GatedLayer):
+    """fxdist layout layer: (h, hist) -> (next h, z (B, C, T), new hist); skips are summed later."""
+
+    def forward(self, h: Tensor, hist: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        return self._step(h, hist, None)
 
 
 class _WaveNetStream(_ConvStream):
@@ -200,35 +210,20 @@ class _WaveNetStream(_ConvStream):
         return out, new_state
 
 
-class _NamLayer(nn.Module):
+class _NamLayer(_GatedLayer):
     """nam layout layer: (h, mix, head, hist) -> (next h, head sum, new hist). ``mix`` is this
     layer's input-mixer output (all mixers run as one 1x1 on the raw input before the loop);
     ``post`` is the stack's head 1x1 on a stack's last layer (identity elsewhere)."""
 
     def __init__(self, layer: nn.Module, pre: nn.Module | None, post: nn.Module | None, is_first: bool, kind: str):
-        super().__init__()
-        self.pre, self.post = _op(pre, kind), _op(post, kind)
-        self.conv = _op(layer.conv, kind)
-        self.gated = layer.gated
-        self.act = layer.act if layer.act is not None else nn.Identity()
-        self.has_res = layer.res is not None
-        self.res = _op(layer.res, kind)
+        super().__init__(layer, pre, kind)
+        self.post = _op(post, kind)
         self.is_first = is_first
-        self.span = _span(layer.conv)
 
     def forward(self, h: Tensor, mix: Tensor, head: Tensor, hist: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        h = self.pre(h)
-        buf = torch.cat([hist, h], dim=-1)
-        a = self.conv(buf) + mix
-        if self.gated:
-            u, v = a.chunk(2, dim=1)
-            z = torch.tanh(u) * torch.sigmoid(v)
-        else:
-            z = self.act(a)
-        if self.has_res:
-            h = h + self.res(z)
+        h, z, hist = self._step(h, hist, mix)
         head = self.post(z if self.is_first else head + z)
-        return h, head, buf[..., buf.shape[-1] - self.span :]
+        return h, head, hist
 
 
 class _NamWaveNetStream(_ConvStream):
