@@ -11,7 +11,7 @@ from fxdist.models.lstm import LSTMConfig, LSTMModel
 
 from .common import PRESETS
 
-FAMILIES = ["cnn", "fcn", "lstm", "tcn", "wavenet"]
+FAMILIES = ["chorus", "cnn", "fcn", "fir", "grainpitch", "lstm", "tcn", "wavenet"]
 
 
 def test_all_families_are_registered():
@@ -22,7 +22,7 @@ def test_all_families_are_registered():
 def test_unknown_family_lists_known_ones_and_the_source():
     with pytest.raises(
         ModelError,
-        match=r"m.yaml: unknown model family 'transformer'; known families: cnn, fcn, lstm, tcn, wavenet",
+        match=r"m.yaml: unknown model family 'transformer'; known families: chorus, cnn, fcn, fir, grainpitch, lstm, tcn, wavenet",
     ):
         build_model({"family": "transformer"}, source="m.yaml")
     with pytest.raises(ModelError, match="known families"):
@@ -32,7 +32,7 @@ def test_unknown_family_lists_known_ones_and_the_source():
 @pytest.mark.parametrize(
     "data, fragment",
     [
-        ({"hidden_size": 4}, r"m.yaml: model config has no 'family' key; known families: cnn"),
+        ({"hidden_size": 4}, r"m.yaml: model config has no 'family' key; known families: chorus, cnn"),
         ({"family": 3}, r"m.yaml: family: expected str, got int 3"),
         ([1, 2], r"m.yaml: model config must be a mapping"),
     ],
