@@ -43,6 +43,28 @@ def test_distortion_quality_quick():
 
 
 @pytest.mark.slow
+def test_quality_quick(tmp_path):
+    """One effect per recipe kind: WaveNet, least-squares FIR, MR-STFT gray-box pitch shifter, LFO fit."""
+    out = tmp_path / "table.md"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--quick", "--threads", "1",
+         "--effects", "distortion", "lowpass", "pitch", "chorus", "--out", str(out), "--json", str(tmp_path / "rows.json")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, f"quality.py --quick exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert "QUALITY TABLE" in proc.stdout
+    table = out.read_text()
+    for effect in ("distortion", "lowpass", "pitch", "chorus"):
+        assert f"| {effect} |" in table
+    assert table.count("PASS") + table.count("MISS") == 4
+    merged = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--merge", str(tmp_path / "rows.json")],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert merged.returncode == 0 and merged.stdout == table
+
+
+@pytest.mark.slow
 def test_memory_per_worker_quick():
     """Rows for 1, 2 and 4 workers per model and checkpoint setting. At one global batch a worker
     of 4 holds a quarter of the batch, so its peak (above base, and in all) is below one worker's."""
