@@ -808,7 +808,7 @@ def _run_trial(config, setup, run_dir: Path, checkpoint, reporter: Callable[[dic
     attempt = _record_start(run_dir, restored_step, host) if rank == 0 else 0
     crash_at = setup.get("crash_at_step") if checkpoint is None and rank == 0 else None
     swept = dict(config)
-    last_report = [0.0]  # seconds the previous report took (checkpoint copy + persist + Ray hand-off)
+    last_report = [0.0, 0]  # seconds the previous report took (checkpoint copy + persist + Ray hand-off), reports made
 
     def report(metrics: dict, ckpt_dir: Path | None) -> None:
         if crash_at is not None and metrics["step"] >= crash_at:
@@ -829,11 +829,34 @@ def _run_trial(config, setup, run_dir: Path, checkpoint, reporter: Callable[[dic
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         last_report[0] = time.perf_counter() - tic
+        last_report[1] += 1
 
+    reports_before = last_report[1]
     train(cfg, report)
+    if world == 1 and last_report[1] == reports_before and restored_step >= cfg.steps:
+        # Restored at its last step: the run was complete, but a driver killed right after the
+        # final report (a requeue) may not have kept that row. Report it again from the run's log.
+        # (Not with several Ray Train workers: their reports must stay in step across ranks.)
+        final = _last_metrics(run_dir)
+        if final is not None:
+            report(final, None)
     share = run_dir / "data-share.json"
     if share.exists():  # which shard row groups this rank streamed, kept beside the trial
         _write_text(_join(setup["experiment_path"], trial_id, "data-share", f"rank{rank}.json"), share.read_text())
+
+
+def _last_metrics(run_dir: Path) -> dict | None:
+    """The last row of the run's metrics.jsonl (what train() last reported), or None."""
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return None
 
 
 def _prepare_run_dir(run_dir: Path, checkpoint) -> int:

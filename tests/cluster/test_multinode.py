@@ -121,17 +121,21 @@ def test_two_worker_trial_spans_two_nodes_like_one_worker(local_slurm, tiny_shar
 def test_time_limit_checkpoints_requeues_and_completes(local_slurm, tiny_shards, tmp_path):
     """A 1-minute job whose sweep needs more: SLURM's warning signal (USR2, 10 s before the
     limit) reaches submitit, which checkpoints and requeues the job; the next run restarts
-    Ray on the three nodes and resumes; it ends COMPLETED with every trial at its full steps."""
-    site = _site(tmp_path, time_min=1, max_timeouts=6)
-    run = submit(SWEEP, site, {"overrides.data.shards": str(tiny_shards), "overrides.steps": 1200,
-                               "overrides.val_every": 100, "overrides.checkpoint_every": 100},
+    Ray on the three nodes and resumes; it ends COMPLETED with every trial at its full steps.
+
+    One trial at a time, 3 x 2500 steps: ~90 s of training on a quiet machine (1-2 requeues),
+    several times that under load (each run trains ~30-40 s: up to 12 requeues allowed)."""
+    site = _site(tmp_path, time_min=1, max_timeouts=12)
+    run = submit(SWEEP, site, {"overrides.data.shards": str(tiny_shards), "overrides.steps": 2500,
+                               "overrides.val_every": 100, "overrides.checkpoint_every": 100,
+                               "max_concurrent_trials": 1},
                  storage=str(tmp_path / "sweeps"))
     logs = Path(run.logs_dir)
-    assert wait_state(run.job_id, DONE, 420, logs) == "COMPLETED", diagnosis(run.job_id, logs)
+    assert wait_state(run.job_id, DONE, 900, logs) == "COMPLETED", diagnosis(run.job_id, logs)
     err = (logs / f"{run.job_id}_0_log.err").read_text()
     assert "this job is timed-out" in err, err[-3000:]
     rows = status(run.experiment)
-    assert len(rows) == 3 and {r.state for r in rows} == {"TERMINATED"} and {r.step for r in rows} == {1200}
+    assert len(rows) == 3 and {r.state for r in rows} == {"TERMINATED"} and {r.step for r in rows} == {2500}
     kind, summary = _result(logs)
     assert kind == "success" and summary["resumed"] is True and summary["restart_count"] >= 1
     assert (logs / "ray-1" / "head.json").exists()  # the second run started its own Ray cluster
