@@ -58,6 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
+from benchmarks.distortion_quality import probe  # noqa: E402  (median step and validation time, same method)
 from fxdist.checkpoint import Checkpoint, load_model, save_checkpoint  # noqa: E402
 from fxdist.data.generate import GenerateConfig, generate  # noqa: E402
 from fxdist.data.render import render  # noqa: E402
@@ -278,27 +279,12 @@ def train_config(recipe: Recipe, shards: Path, out_dir: Path, sr: int, steps: in
     )
 
 
-def probe(cfg: TrainConfig, steps: int = 6, warmup: int = 2) -> tuple[float, float]:
-    """(median s per training step incl. loading, s per validation) on this machine now."""
-    trainer = Trainer(cfg)
-    batches = trainer._batches()
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        trainer._train_step(next(batches))
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    trainer.validate()
-    return float(np.median(times)), time.perf_counter() - t0
-
-
 def run_grad(recipe: Recipe, shards: Path, out: Path, sr: int, budget: float, threads: int | None, quick: bool) -> tuple[Path, float]:
     """Train within ``budget`` s; returns (best.pt, training wall s)."""
     if quick:
         steps, val_every = 4, 2
     else:
-        step_s, val_s = probe(train_config(recipe, shards, out / "probe", sr, 1000, 1000, budget, threads))
+        step_s, val_s = probe(train_config(recipe, shards, out / "probe", sr, 1000, 1000, budget, threads), steps=6, warmup=2)
         validations = max(1, min(10, int(0.15 * budget / val_s)))
         steps = max(validations, int(0.9 * (budget - validations * val_s) / step_s))
         val_every = max(1, steps // validations)
@@ -351,7 +337,7 @@ def run_fit(recipe: Recipe, shards: Path, out: Path, sr: int, budget: float, thr
     ls_val, _ = trainer.validate()
     print(f"  least-squares fit of {len(taps)} taps in {fit_s:.1f} s: validation ESR {ls_val:.6f}", flush=True)
     if not quick:  # size the cosine schedule to the fine-tuning budget from a probe
-        step_s, val_s = probe(cfg)
+        step_s, val_s = probe(cfg, steps=6, warmup=2)
         trainer.cfg.steps = steps = max(10, int(0.85 * (finetune - 5 * val_s) / step_s))
         trainer.cfg.val_every = trainer.cfg.checkpoint_every = max(1, steps // 5)
         trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lr_lambda(trainer.cfg.optim, steps))

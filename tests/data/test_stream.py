@@ -356,8 +356,8 @@ def test_share_is_what_each_rank_reads_and_ranks_are_disjoint(shards, group_read
     for rank in range(2):
         ds = WindowDataset(dest, "train", spec, cfg, batch_size=2, rank=rank, world_size=2)
         reads.clear()
-        for _ in DataLoader(ds, batch_size=2 if mode == "random" else None):
-            pass
+        batches = list(DataLoader(ds, batch_size=2 if mode == "random" else None))
+        assert batches, f"rank {rank} got no batch"
         share = ds.share()
         assert set(reads) == set(share), f"rank {rank} read {sorted(set(reads))}, share says {share}"
         shares.append(set(share))
