@@ -222,14 +222,19 @@ def serve_worker(rdv: Path, *, job_id: str, restart: int | str, num_cpus: int, n
                  timeout: float = 120.0, poll: float = 0.5) -> dict:
     """A worker node's whole life: join, stay until the driver writes ``done`` (or Ray exits), stop."""
     node = start_worker(rdv, job_id=job_id, restart=restart, num_cpus=num_cpus, num_gpus=num_gpus, timeout=timeout)
+    return {"role": "worker", "host": socket.gethostname(), "ended": stay_until_done(node, rdv, poll)}
+
+
+def stay_until_done(node: RayNode, rdv: Path, poll: float = 0.5) -> str:
+    """Keep ``node`` until the driver writes ``rdv/done`` (or Ray exits), then stop it and keep its
+    logs; says which ended it."""
     try:
         while node.alive() and not (rdv / DONE_FILE).exists():
             time.sleep(poll)
-        ended = "done" if (rdv / DONE_FILE).exists() else f"ray exited with {node.process.returncode}"
+        return "done" if (rdv / DONE_FILE).exists() else f"ray exited with {node.process.returncode}"
     finally:
         node.stop()
         node.keep_logs(rdv / "logs" / socket.gethostname())
-    return {"role": "worker", "host": socket.gethostname(), "ended": ended}
 
 
 def mark_done(rdv: Path) -> None:

@@ -41,19 +41,10 @@ def _node_args(args) -> dict:
 
 
 def _head(args) -> int:
-    import socket
-    import time
-
     from fxdist import slurm_ray
 
     rdv = Path(args.rendezvous)
-    node = slurm_ray.start_head(rdv, **_node_args(args))
-    try:
-        while node.alive() and not (rdv / slurm_ray.DONE_FILE).exists():
-            time.sleep(0.5)
-    finally:
-        node.stop()
-        node.keep_logs(rdv / "logs" / socket.gethostname())
+    slurm_ray.stay_until_done(slurm_ray.start_head(rdv, **_node_args(args)), rdv)
     return 0
 
 
