@@ -82,3 +82,17 @@ def test_memory_per_worker_quick():
             assert {n for m, c, n in peak if (m, c) == (model, ckpt)} == {1, 2, 4}, (model, ckpt, sorted(peak))
             assert peak[model, ckpt, 4] < peak[model, ckpt, 1], (model, ckpt, peak)
             assert peak_rss[model, ckpt, 4] < peak_rss[model, ckpt, 1], (model, ckpt, peak_rss)
+
+
+def test_quality_verdict_needs_every_test_material():
+    """A row passes only if the pooled figure and each material's figure meet the target."""
+    from benchmarks.quality import per_material, verdict
+
+    good, bad = {"esr": 0.004, "mrstft": 0.5, "baseline_mrstft": 2.0}, {"esr": 0.02, "mrstft": 1.0, "baseline_mrstft": 2.0}
+    pooled = {"esr": 0.008, "mrstft": 0.7, "baseline_mrstft": 2.0}
+    assert verdict(("esr", 0.01), {**pooled, "by_material": {"pluck": good, "struck": good}}) == ("ESR <= 0.01", "PASS")
+    assert verdict(("esr", 0.01), {**pooled, "by_material": {"pluck": good, "struck": bad}})[1] == "MISS"
+    assert verdict(("mrstft", 3.0), {**pooled, "by_material": {"pluck": good, "struck": bad}})[1] == "MISS"
+    assert verdict(("mrstft", 2.0), {**pooled, "by_material": {"pluck": good, "struck": bad}})[1] == "PASS"
+    assert per_material(("esr", 0.01), {**pooled, "by_material": {"pluck": good, "struck": bad}}) == "0.004 / 0.02"
+    assert per_material(("mrstft", 3.0), {**pooled, "by_material": {"pluck": good, "struck": bad}}) == "4x / 2x"

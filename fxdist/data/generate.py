@@ -15,6 +15,12 @@ A voice plays notes back to back inside a phrase. A note is one of:
   0.45 * sample_rate), so nothing aliases even at 8 kHz.
 
 Every note has a raised-cosine attack and release (no clicks) and a random amplitude.
+With probability ``decay_probability`` a note is struck rather than held: after its
+attack it decays exponentially, its time constant drawn log-uniformly in
+[min_decay_seconds, max_decay_seconds], as plucked and struck strings do. Compressors
+and other envelope-following effects then see levels falling through their threshold,
+not only steady notes. The default 0 draws nothing extra, so a seed's tracks stay the
+tracks earlier versions made.
 Fundamentals are drawn log-uniformly in [min_freq, max_freq].
 
 A track depends on (seed, index) alone, so tracks can be made in parallel, in any order.
@@ -49,7 +55,9 @@ class GenerateConfig:
     (length in [min_phrase_seconds, max_phrase_seconds]) a rest of length in
     [min_gap_seconds, max_gap_seconds] follows with that probability. Segment levels are
     drawn in [-level_range_db, 0] dB and the loudest segment of a track peaks at ``peak``.
-    Note amplitudes spread over ``note_level_range_db`` inside a segment. ``kinds`` maps
+    Note amplitudes spread over ``note_level_range_db`` inside a segment. A note decays
+    exponentially after its attack with probability ``decay_probability`` (time constant
+    in [min_decay_seconds, max_decay_seconds]). ``kinds`` maps
     note kinds (chirp, sine, square, saw) to relative weights.
     """
 
@@ -72,6 +80,9 @@ class GenerateConfig:
     max_release_seconds: float = 0.08
     level_range_db: float = 30.0
     note_level_range_db: float = 12.0
+    decay_probability: float = 0.0
+    min_decay_seconds: float = 0.05
+    max_decay_seconds: float = 2.0
     peak: float = 0.9
     kinds: dict[str, float] = field(default_factory=_default_kinds)
 
@@ -89,9 +100,10 @@ class GenerateConfig:
             f"= {HARMONIC_CEILING * self.sample_rate:g} Hz",
         )
         for lo, hi in (("min_note_seconds", "max_note_seconds"), ("min_phrase_seconds", "max_phrase_seconds"),
-                       ("min_gap_seconds", "max_gap_seconds")):
+                       ("min_gap_seconds", "max_gap_seconds"), ("min_decay_seconds", "max_decay_seconds")):
             a, b = getattr(self, lo), getattr(self, hi)
             _require(0 < a <= b, f"need 0 < {lo} <= {hi}, got {a}, {b}")
+        _require(0 <= self.decay_probability <= 1, f"decay_probability must be in [0, 1], got {self.decay_probability}")
         _require(0 <= self.max_gap_probability <= 1, f"max_gap_probability must be in [0, 1], got {self.max_gap_probability}")
         for name in ("max_attack_seconds", "max_release_seconds"):
             value = getattr(self, name)
@@ -179,7 +191,10 @@ def _render_voice(cfg: GenerateConfig, rng: np.random.Generator, out: np.ndarray
             note = np.sin(2 * np.pi * phase) if kind == "sine" else wavetable_read(bandlimited_table(kind, f, sr), phase)
         attack = rng.uniform(MIN_RAMP_SECONDS, cfg.max_attack_seconds) * sr
         release = rng.uniform(MIN_RAMP_SECONDS, cfg.max_release_seconds) * sr
-        out[t : t + length] += amplitude * note * envelope(length, int(attack), int(release))
+        env = envelope(length, int(attack), int(release))
+        if cfg.decay_probability > 0 and rng.random() < cfg.decay_probability:
+            env *= decay(length, int(attack), _log_uniform(rng, cfg.min_decay_seconds, cfg.max_decay_seconds) * sr)
+        out[t : t + length] += amplitude * note * env
         t += length
 
 
@@ -205,6 +220,12 @@ def envelope(n: int, attack: int, release: int) -> np.ndarray:
     env[:attack] = 0.5 - 0.5 * np.cos(np.pi * np.arange(attack) / attack)
     env[n - release :] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(release) + 1) / release)
     return env
+
+
+def decay(n: int, attack: int, tau: float) -> np.ndarray:
+    """Gain (n,): 1 for the first ``attack`` samples, then exp(-(k - attack) / tau), tau in samples."""
+    k = np.maximum(np.arange(n) - attack, 0)
+    return np.exp(-k / max(tau, 1.0))
 
 
 def bandlimited_table(kind: str, freq: float, sample_rate: int) -> np.ndarray:
@@ -266,6 +287,7 @@ __all__ = [
     "KINDS",
     "bandlimited_table",
     "chirp_frequency",
+    "decay",
     "envelope",
     "generate",
     "generate_track",

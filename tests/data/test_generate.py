@@ -12,6 +12,7 @@ from fxdist.config import from_dict
 from fxdist.data.generate import (
     GenerateConfig,
     bandlimited_table,
+    decay,
     envelope,
     generate,
     generate_track,
@@ -115,6 +116,35 @@ def test_envelope_starts_and_ends_at_zero_without_steps():
     assert short[0] == 0 and short[-1] == 0 and short.shape == (3,)
 
 
+def _note_halves_db(decay_probability):
+    """Level drop (dB) from the first to the second half of each 1 s held sine note."""
+    sr = 8000
+    cfg = GenerateConfig(
+        sample_rate=sr, segments_per_track=2, segment_seconds=4.0, kinds={"sine": 1.0}, max_density=1,
+        min_note_seconds=1.0, max_note_seconds=1.0, max_gap_probability=0.0, min_phrase_seconds=4.0,
+        max_phrase_seconds=4.0, decay_probability=decay_probability, min_decay_seconds=0.1, max_decay_seconds=0.1,
+    )
+    notes = generate_track(cfg, 0).astype(np.float64).reshape(-1, sr)  # one note per row
+    first, second = (np.sqrt(np.mean(notes[:, a:b] ** 2, axis=1)) for a, b in ((400, 3600), (4400, 7600)))
+    return 20 * np.log10(first / second)
+
+
+def test_struck_notes_decay_and_held_notes_do_not():
+    # tau 0.1 s: 0.5 s later the level is 0.5 / 0.1 * 8.69 = 43 dB lower
+    assert np.all(_note_halves_db(1.0) > 35)
+    assert np.all(np.abs(_note_halves_db(0.0)) < 1)
+    assert np.array_equal(decay(5, 2, 1.0), np.exp(-np.array([0.0, 0, 0, 1, 2])))
+
+
+def test_decay_off_draws_nothing_so_seeds_keep_their_tracks():
+    # Samples of SMALL's track 0 as made before decay_probability existed (commit 87c092c).
+    x = generate_track(SMALL, 0).astype(np.float64)
+    at = [38, 633, 1241, 1844, 2445, 3137]
+    np.testing.assert_allclose(x[at], [0.060683, -0.078283, 0.065672, 0.38542, -0.370395, -0.134671], atol=2e-6)
+    assert np.abs(x).sum() == pytest.approx(4496.7574, abs=1e-2)
+    assert not np.array_equal(x, generate_track(dataclasses.replace(SMALL, decay_probability=0.5), 0))
+
+
 def _segments(x, cfg):
     return x.reshape(cfg.segments_per_track, cfg.segment_samples)
 
@@ -177,6 +207,8 @@ def test_one_minute_at_48k_is_fast():
         ({"peak": 1.5}, "peak"),
         ({"max_gap_probability": 2}, "max_gap_probability"),
         ({"min_note_seconds": 3.0}, "min_note_seconds <= max_note_seconds"),
+        ({"decay_probability": 1.5}, "decay_probability must be in"),
+        ({"min_decay_seconds": 3.0}, "min_decay_seconds <= max_decay_seconds"),
     ],
 )
 def test_config_validation(bad, match):
