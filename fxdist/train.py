@@ -11,10 +11,12 @@ checkpoints).
 from __future__ import annotations
 
 import json
+import sys
 import math
 import socket
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Union
 
@@ -112,6 +114,11 @@ class TrainConfig:
     # Stop after this many seconds of training (the checkpoint is kept; resume continues).
     # Checked after each step, so a run can overshoot by one step and one validation.
     max_seconds: Optional[float] = None
+    # Before the first step, set the weights by the family's direct fit on the whole training
+    # tracks (fir: least squares; chorus: LFO search + Adam), then fine-tune by gradient
+    # steps; best.pt keeps the fit if the steps do not beat it. Needs the training split in
+    # memory. Families without a fit are refused.
+    fit: bool = False
     # torch intra-op threads (None: torch's default). On a shared or busy machine 1 is often
     # fastest (benchmarks/train_throughput.py); a Ray trial should use the CPUs it was given.
     threads: Optional[int] = None
@@ -228,11 +235,24 @@ class Trainer:
         model_cfg, source = resolve_model_config(cfg.model)
         self.model = build_model(model_cfg, source=source).to(self.device)
         self.model_config = model_config_dict(self.model)
+        model_rate = self.model_config.get("sample_rate")  # families whose times are in ms/Hz (chorus)
+        if model_rate is not None and int(model_rate) != self.sample_rate:
+            raise ConfigError(
+                f"model {self.model_config['family']!r} is configured for {model_rate} Hz but shard set "
+                f"{cfg.data.shards} is at {self.sample_rate} Hz; set model.sample_rate: {self.sample_rate}"
+            )
         self.rf = self.model.receptive_field
         self.mode = cfg.data.mode if cfg.data.mode != "auto" else ("sequential" if self.model.stateful else "random")
         if self.mode == "random" and self.model.stateful:
             raise ConfigError(f"data.mode 'random' cannot train stateful model {self.model_config['family']!r}; use 'sequential'")
         self.output_len = self._output_len()
+        if cfg.fit and not self.model.can_fit:
+            from fxdist.models import registry
+
+            fits = [f for f in registry.families() if registry.get(f).can_fit]
+            raise ConfigError(
+                f"fit: true, but model family {self.model_config['family']!r} has no direct fit; families with one: {', '.join(fits)}"
+            )
 
         self.loss_fn = CombinedLoss(cfg.loss, self.sample_rate).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -344,6 +364,7 @@ class Trainer:
             start_batch=start_batch,
             rank=self.rank,
             world_size=self.world,
+            with_ids=self.model.time_varying,
             pin_memory=self.device.type == "cuda",
         )
 
@@ -392,6 +413,8 @@ class Trainer:
                 mask = mask * batch["valid"].to(self.device, mask.dtype)[:, None, None]
             elif self.model.output_kind == "mol":
                 return self._mol_step(x, y)
+            elif self.model.time_varying:  # each window at its track position (an LFO's phase)
+                pred, _ = self.train_module(x, start=batch["offset"].to(self.device))
             else:
                 pred, _ = self.train_module(x)
             total, parts = self.loss_fn(pred.float(), y, mask)
@@ -512,6 +535,8 @@ class Trainer:
         started = time.perf_counter()
         samples = 0
         stopped_early = False
+        if cfg.fit and self.step == 0:
+            self._fit()
         self.model.train()
         try:
             while self.step < cfg.steps:
@@ -555,6 +580,30 @@ class Trainer:
             stopped_early=stopped_early,
             history=self.history,
         )
+
+    def _fit(self) -> None:
+        """The family's direct fit on the whole training tracks; validated and saved as step 0
+        (history entry with ``fit``), not reported to a sweep (it is no training iteration)."""
+        from fxdist.data import stream
+
+        t0 = time.perf_counter()
+        pairs = [(clean, target) for _, clean, target in stream.iter_tracks(self.manifest, "train")]
+        if not pairs:
+            raise TrainingError(f"{self.cfg.data.shards}: fit: true, but the training split holds no track")
+        quiet = (lambda *a, **k: None) if self.rank != 0 or not self.cfg.progress else partial(print, file=sys.stderr)
+        values = self.model.fit(pairs, log=quiet)
+        val, baseline = self.validate()
+        self.last_val, self.baseline_val, self.best_val = val, baseline, val
+        entry = {"step": 0, "fit": True, "fit_seconds": time.perf_counter() - t0, "val_esr": val,
+                 "baseline_val_esr": baseline, "values": values}
+        self.history.append(entry)
+        self._save(val, improved=True)
+        if self.rank == 0:
+            with open(self.out_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+            if self.cfg.progress:
+                print(f"fit ({self.model_config['family']}) in {entry['fit_seconds']:.1f} s: validation ESR {val:.6g} "
+                      f"(do-nothing {baseline:.4g})", file=sys.stderr, flush=True)
 
     def _validate_and_report(self, loss: float, sps: float, writer) -> None:
         val, baseline = self.validate()

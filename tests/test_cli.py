@@ -81,3 +81,17 @@ def test_corrupt_shard_is_reported_by_verify(tiny_shards, tmp_path):
     shard.write_bytes(bytes(data))
     proc = fxdist("data", "verify", str(dest), ok=False)
     assert proc.returncode == 2 and shard.name in proc.stderr and "sha256" in proc.stderr
+
+
+def test_train_fit_config_fits_then_fine_tunes(tmp_path):
+    """configs/train/fir.yaml as a user runs it: the least-squares fit is step 0 of the history."""
+    from tests.datasets import make_dataset
+
+    shards = make_dataset(tmp_path / "data", effect="lowpass", tracks=4, seconds=2.0)
+    proc = fxdist("train", "configs/train/fir.yaml", "--shards", str(shards), "--out", str(tmp_path / "run"),
+                  "--set", "model=fir-tiny", "--set", "steps=2", "--set", "val_every=2", "--set", "data.output_len=2048")
+    result = json.loads(proc.stdout)
+    fit = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert fit["fit"] is True and fit["val_esr"] < 0.05 < fit["baseline_val_esr"]
+    assert "fit (fir)" in proc.stderr
+    assert result["step"] == 2 and result["best_val_esr"] <= fit["val_esr"]

@@ -183,3 +183,58 @@ def test_resume_ignores_training_only_model_options(tiny_shards, tmp_path):
     assert result.step == 4
     assert weights_config(model, "a") == weights_config({**model, "checkpoint_activations": True}, "b")
     assert weights_config(model, "a") != weights_config({**model, "skip_channels": 8}, "c")
+
+
+CHORUS = {"family": "chorus", "sample_rate": 16000, "max_delay_ms": 6.0, "feedback_terms": 2,
+          "rate_hz": 3.0, "phase": 0.7, "centre_ms": 3.0, "depth_ms": 2.0, "feedback": 0.3, "dry": 0.6, "wet": 0.5}
+
+
+def _own_output_shards(root: Path, model_cfg: dict) -> Path:
+    """Shards whose processed audio is ``model_cfg``'s own output on generated tracks (each from
+    its start), so that model is exact on every window taken at the right track position."""
+    from fxdist.audio import write_audio
+    from fxdist.data.generate import GenerateConfig, generate
+    from fxdist.data.shards import ShardConfig, write_shards
+    from fxdist.train import predict
+
+    model = build_model(model_cfg).eval()
+    paths = generate(GenerateConfig(seed=3, sample_rate=16000, tracks=4, segments_per_track=2, segment_seconds=1.0), root / "clean")
+    for path in paths:
+        clean, _ = sf.read(path, dtype="float32")
+        write_audio(root / "processed" / "lfo" / path.name, predict(model, clean), 16000)
+    dest = root / "shards" / "lfo"
+    write_shards(root, dest, "lfo", ShardConfig(row_samples=4000, rows_per_group=2, rows_per_shard=8, val_fraction=0.25, test_fraction=0.0))
+    return dest
+
+
+def test_time_varying_model_trains_on_windows_at_their_track_position(tmp_path):
+    shards = _own_output_shards(tmp_path, CHORUS)
+    cfg = tiny_config(shards, tmp_path / "run", model=dict(CHORUS), steps=2, val_every=2)
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, pre_emphasis=0.0, dc=0.0),
+                              data=dataclasses.replace(cfg.data, output_len=1024, batch_size=4))
+    trainer = Trainer(cfg)
+    batch = next(trainer._batches())
+    assert int(batch["offset"].max()) > 4000  # windows from past the first row: positions matter
+    with torch.no_grad():
+        at, _ = trainer.model(batch["x"], start=batch["offset"])
+        at_zero, _ = trainer.model(batch["x"])
+    esr = lambda p: float(((batch["y"] - p) ** 2).sum() / (batch["y"] ** 2).sum())  # noqa: E731
+    assert esr(at) < 1e-8 and esr(at_zero) > 1e-3  # the LFO phase is only right at the window's position
+    loss, _, _ = trainer._train_step(batch)  # the training step uses the positions: the exact model's loss is ~0
+    assert loss < 1e-6
+
+
+def test_fit_sets_the_weights_before_gradient_steps(tmp_path):
+    shards = make_dataset(tmp_path / "data", effect="lowpass", tracks=4, seconds=2.0)
+    cfg = tiny_config(shards, tmp_path / "run", model={"family": "fir", "length": 256}, steps=2, val_every=2, fit=True)
+    result = Trainer(cfg).run()
+    fit, *_ = result.history
+    assert fit["fit"] is True and fit["step"] == 0
+    assert fit["val_esr"] < 1e-4 < fit["baseline_val_esr"]  # least squares of a 4-pole low-pass, 16 ms of taps
+    assert result.best_val_esr <= fit["val_esr"]
+    assert load_checkpoint(result.best_checkpoint).best_val_esr == result.best_val_esr
+
+
+def test_fit_is_refused_for_families_without_one(tiny_shards, tmp_path):
+    with pytest.raises(ConfigError, match=r"family 'wavenet' has no direct fit; families with one: .*chorus.*fir"):
+        Trainer(tiny_config(tiny_shards, tmp_path, model="wavenet-tiny", fit=True))

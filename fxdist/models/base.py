@@ -28,6 +28,9 @@ class EffectModel(nn.Module):
     family: ClassVar[str]
     config_cls: ClassVar[type]
     stateful: ClassVar[bool] = False
+    # Output depends on stream time (an LFO, a read head): training windows pass their
+    # track position to ``forward(x, start=...)`` (fxdist.models.timevarying).
+    time_varying: ClassVar[bool] = False
 
     def __init__(self, cfg: Any):
         super().__init__()
@@ -53,6 +56,14 @@ class EffectModel(nn.Module):
     def macs_per_sample(self) -> int:
         """Multiply-accumulates per output sample (analytic; biases and activations excluded)."""
         raise NotImplementedError
+
+    # Families with a direct fit (least squares, a parameter search) override ``fit``;
+    # ``fxdist train`` with ``fit: true`` runs it on the whole training tracks first.
+    can_fit: ClassVar[bool] = False
+
+    def fit(self, pairs: Any, log: Any = print) -> dict[str, float]:
+        """Set the weights from whole (clean (N,), target (N,)) tracks, each from its start."""
+        raise ModelError(f"model family {self.family!r} has no direct fit; train it by gradient descent only")
 
     # --- state ---------------------------------------------------------------------
     def initial_state(self, batch: int, device: Any = None) -> Any:

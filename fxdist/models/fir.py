@@ -106,6 +106,13 @@ class FIRModel(EffectModel):
         """Direct-form cost (length); the FFT path costs O(log T) per sample instead."""
         return self.cfg.length
 
+    can_fit = True
+
+    def fit(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], log: Any = print) -> dict[str, float]:
+        """Least-squares taps (``fit_least_squares``) from whole tracks."""
+        self.set_taps(fit_least_squares(pairs, self.cfg.length))
+        return {"taps": float(self.cfg.length)}
+
     @torch.no_grad()
     def set_taps(self, taps: np.ndarray | Tensor) -> None:
         """Replace the impulse response with ``taps`` (length,)."""

@@ -22,14 +22,20 @@ class TimeVaryingModel(EffectModel):
     """Stateless conv model whose stream state also counts samples (see module docstring)."""
 
     stateful = False
+    time_varying = True
 
     def _run(self, x: Tensor, start: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, None]:
-        """Output 0 is stream time 0; ``forward_at`` places it elsewhere."""
+    def forward(self, x: Tensor, state: Any = None, start: Tensor | None = None) -> tuple[Tensor, None]:
+        """Output 0 at stream time ``start`` (B,) int64, or 0 for every lane (a track's start).
+        Training passes each window's track position as ``start`` (a keyword, so DDP forwards it)."""
         self._check_no_state(state)
-        return self.forward_at(x, torch.zeros(x.shape[0], dtype=torch.long, device=x.device)), None
+        if start is None:
+            start = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        elif tuple(start.shape) != (x.shape[0],):
+            raise ModelError(f"{self.family}: start must have shape ({x.shape[0]},), got {tuple(start.shape)}")
+        return self.forward_at(x, start), None
 
     def forward_at(self, x: Tensor, start: Tensor) -> Tensor:
         """x (B, 1, T), start (B,) int64 stream time of output 0 -> (B, 1, T - RF + 1)."""
