@@ -21,6 +21,13 @@ the streaming formats, against ``model.forward`` over the whole signal preceded 
 - ``rtneural``: the Keras-style JSON of ``RTNeural::json_parser`` as AIDA-X uses it: LSTM/GRU
   layers then a dense layer; ``"in_skip": 1`` for input-skip models (AIDA-X adds the input).
   Checked by ``rtneural_forward``, a numpy implementation of RTNeural's layer math.
+- ``ir``: an impulse response WAV (mono, 32-bit float, the model's rate), what every
+  convolution/IR loader (amp sims, NAM's plugin, reverb hosts) loads. ``fir`` models only,
+  the taps as they are (no normalisation). Checked by reading the WAV back with soundfile and
+  convolving with ``scipy.signal.fftconvolve``.
+
+Gray-box families: ``fir`` -> torchscript, onnx, ir; ``chorus`` and ``grainpitch`` ->
+torchscript, onnx (their state carries the stream position, an int64 tensor).
 """
 
 from __future__ import annotations
@@ -45,8 +52,8 @@ from fxdist.fsutil import atomic_path, write_text_atomic
 from fxdist.models.base import EffectModel
 
 
-FORMATS = ("nam", "onnx", "torchscript", "rtneural")
-SUFFIXES = {"nam": ".nam", "onnx": ".onnx", "torchscript": ".pt", "rtneural": ".json"}
+FORMATS = ("nam", "onnx", "torchscript", "rtneural", "ir")
+SUFFIXES = {"nam": ".nam", "onnx": ".onnx", "torchscript": ".pt", "rtneural": ".json", "ir": ".wav"}
 NAM_VERSIONS = {"0.5": "0.5.4", "0.7": "0.7.0"}
 NAM_GEAR_TYPES = ("amp", "pedal", "pedal_amp", "amp_cab", "amp_pedal_cab", "preamp", "studio")
 NAM_TONE_TYPES = ("clean", "overdrive", "crunch", "hi_gain", "fuzz")
@@ -115,7 +122,12 @@ def export_support(model: EffectModel) -> dict[str, str | None]:
     else:
         out["nam"] = f"NAM's architectures are WaveNet, LSTM and Linear; fxdist's {family} is none of them"
     out["rtneural"] = None if family == "lstm" else (
-        f"the RTNeural JSON path (AIDA-X) holds recurrent + dense models; fxdist's {family} is convolutional"
+        f"the RTNeural JSON path (AIDA-X) holds recurrent + dense models; fxdist's {family} is "
+        + ("time-varying" if model.time_varying else "convolutional")
+    )
+    out["ir"] = None if family == "fir" else (
+        f"an impulse response holds a linear time-invariant effect; fxdist's {family} is "
+        + ("time-varying" if model.time_varying else "not linear")
     )
     return out
 
@@ -145,7 +157,8 @@ def _describe(model: EffectModel) -> str:
 def _family_table() -> str:
     return (
         "wavenet: onnx, torchscript, nam (layout nam only); lstm: onnx, torchscript, rtneural, "
-        "nam (cell lstm, input_skip false); tcn: onnx, torchscript; fcn: onnx, torchscript; cnn: none"
+        "nam (cell lstm, input_skip false); tcn: onnx, torchscript; fcn: onnx, torchscript; cnn: none; "
+        "fir: onnx, torchscript, ir; chorus, grainpitch: onnx, torchscript"
     )
 
 
@@ -250,6 +263,9 @@ def export_model(
             raise ExportError(f"nam version {nam_version!r} unknown; known: {', '.join(NAM_VERSIONS)}")
         write_text_atomic(out, json.dumps(nam_dict(model, meta, nam_version)))
         notes.append(f".nam file version {NAM_VERSIONS[nam_version]}")
+    elif fmt == "ir":
+        write_ir(model, out, meta)
+        notes.append(f"{model.cfg.length} taps ({model.cfg.length / meta.sample_rate * 1000:.1f} ms), 32-bit float WAV")
     else:
         write_text_atomic(out, json.dumps(rtneural_dict(model, meta)))
         notes += _aidax_notes(model)
@@ -268,6 +284,8 @@ def read_back(fmt: str, path: str | Path, x: np.ndarray, blocks: list[int] | Non
         return nam_forward(json.loads(Path(path).read_text()), x)
     if fmt == "rtneural":
         return rtneural_forward(json.loads(Path(path).read_text()), x)
+    if fmt == "ir":
+        return ir_forward(path, x)
     blocks = blocks or _irregular_blocks(len(x))
     if fmt == "torchscript":
         with one_thread():
@@ -393,8 +411,10 @@ def write_onnx(model: EffectModel, out: str | Path, meta: ExportMetadata) -> Non
 
 
 def _b64(t: torch.Tensor) -> dict[str, Any]:
-    a = t.detach().numpy().astype("<f4")
-    return {"shape": list(a.shape), "float32_le_base64": base64.b64encode(a.tobytes()).decode("ascii")}
+    """A state tensor as {shape, <dtype>_le_base64}: float32, or int64 (a stream position)."""
+    kind = "int64" if t.dtype == torch.int64 else "float32"
+    a = t.detach().numpy().astype("<i8" if kind == "int64" else "<f4")
+    return {"shape": list(a.shape), f"{kind}_le_base64": base64.b64encode(a.tobytes()).decode("ascii")}
 
 
 def onnx_initial_state(path: str | Path, batch: int = 1) -> list[np.ndarray]:
@@ -408,9 +428,10 @@ def onnx_initial_state(path: str | Path, batch: int = 1) -> list[np.ndarray]:
     config = json.loads(props["fxdist.model_config"])
     out = []
     for entry in json.loads(props["fxdist.initial_state"]):
-        a = np.frombuffer(base64.b64decode(entry["float32_le_base64"]), dtype="<f4").reshape(entry["shape"])
+        kind = "int64" if "int64_le_base64" in entry else "float32"
+        a = np.frombuffer(base64.b64decode(entry[f"{kind}_le_base64"]), dtype="<i8" if kind == "int64" else "<f4")
         axis = 1 if config.get("family") == "lstm" else 0
-        out.append(np.ascontiguousarray(np.repeat(a, batch, axis=axis), dtype=np.float32))
+        out.append(np.ascontiguousarray(np.repeat(a.reshape(entry["shape"]), batch, axis=axis), dtype=kind))
     return out
 
 
@@ -436,6 +457,27 @@ def _onnx_run(path: str | Path, x: np.ndarray, blocks: list[int]) -> np.ndarray:
         parts.append(y[0, 0])
         start += n
     return np.concatenate(parts)
+
+
+# --- impulse response WAV ------------------------------------------------------------------
+
+
+def write_ir(model: EffectModel, out: str | Path, meta: ExportMetadata) -> None:
+    """The taps of a ``fir`` model as a mono 32-bit float WAV at the model's rate (atomic)."""
+    import soundfile as sf
+
+    taps = model.taps.detach().cpu().numpy().astype(np.float32)
+    with atomic_path(out) as tmp:
+        sf.write(str(tmp), taps, meta.sample_rate, subtype="FLOAT", format="WAV")
+
+
+def ir_forward(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """Convolve (N,) with the impulse response in a WAV file (as an IR loader does) -> (N,)."""
+    import soundfile as sf
+    from scipy.signal import fftconvolve
+
+    h, _ = sf.read(str(path), dtype="float64", always_2d=True)
+    return fftconvolve(np.asarray(x, dtype=np.float64), h[:, 0])[: len(x)].astype(np.float32)
 
 
 # --- NAM ---------------------------------------------------------------------------------------

@@ -17,6 +17,12 @@ and ``initial_state(batch) -> List[Tensor]``. T >= 1 (``Streamer`` handles T = 0
 - ``lstm``: [h, c] (LSTM) or [h] (GRU), each (num_layers, B, hidden); zeros at start.
 - ``cnn``: pooling over a whole window has no cheap streaming form; its streaming module
   keeps the last W - 1 input samples and reruns the window (the naive way, on purpose).
+- ``fir``: [history (B, 1, L - 1)], a direct convolution per block (L MACs per sample: fine
+  for filters and cabinets; a 1.5 s reverb response belongs in a host's partitioned
+  convolution, ``fxdist export --format ir``).
+- time-varying gray-box families (``chorus``, ``grainpitch``): [history (B, 1, RF - 1),
+  position (B,) int64 samples since the start]; the model's own ``_run`` per block, traced
+  (``torch.jit.trace``) inside a scripted wrapper, since it is plain tensor code.
 
 ``Streamer`` wraps a streaming module with its state for block-by-block use.
 """
@@ -360,6 +366,67 @@ class _GRUStream(StreamingModule):
         return [torch.zeros(self.num_layers, batch, self.hidden)]
 
 
+# --- gray-box families -----------------------------------------------------------------
+
+
+class _FIRStream(StreamingModule):
+    """fir: keeps the last L - 1 inputs; one direct convolution per block (exact, L MACs per sample)."""
+
+    def __init__(self, model: EffectModel):
+        super().__init__()
+        self.weight = nn.Parameter(model.taps.detach().flip(0).view(1, 1, -1).clone(), requires_grad=False)
+        self.hist = model.receptive_field - 1
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        full = torch.cat([state[0], x], dim=-1)
+        y = torch.nn.functional.conv1d(full, self.weight)
+        return y, [full[:, :, full.shape[-1] - self.hist :]]
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> List[Tensor]:
+        return [torch.zeros(batch, 1, self.hist)]
+
+
+class _TimeVaryingCore(nn.Module):
+    """(input with history (B, 1, T + RF - 1), position (B,) int64) -> (B, 1, T): the model's _run."""
+
+    def __init__(self, model: EffectModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, full: Tensor, position: Tensor) -> Tensor:
+        return self.model._run(full, position)
+
+
+class _TimeVaryingStream(StreamingModule):
+    """chorus, grainpitch: state [history (B, 1, RF - 1), position (B,) int64]. ``script_module``
+    traces the core (its length and position stay dynamic: checked on export by irregular blocks)."""
+
+    def __init__(self, model: EffectModel):
+        super().__init__()
+        self.core = _TimeVaryingCore(model)
+        self.hist = model.receptive_field - 1
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        full = torch.cat([state[0], x], dim=-1)
+        y = self.core(full, state[1])
+        return y, [full[:, :, full.shape[-1] - self.hist :], state[1] + x.shape[-1]]
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> List[Tensor]:
+        return [torch.zeros(batch, 1, self.hist), torch.zeros(batch, dtype=torch.long)]
+
+    def traced(self) -> "_TimeVaryingStream":
+        """This module with its core replaced by a TorchScript trace (so the whole can be scripted)."""
+        import warnings
+
+        full = torch.zeros(1, 1, self.hist + 16)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            self.core = torch.jit.trace(self.core, (full, torch.zeros(1, dtype=torch.long)), check_trace=False)
+        return self
+
+
 # --- naive (cnn) ----------------------------------------------------------------------
 
 
@@ -396,8 +463,15 @@ def stream_module(model: EffectModel, conv_as: str = "matmul") -> StreamingModul
         module = _LSTMStream(model) if model.cfg.cell == "lstm" else _GRUStream(model)
     elif family == "cnn":
         module = _NaiveStream(model)
+    elif family == "fir":
+        module = _FIRStream(model)
+    elif model.time_varying:
+        module = _TimeVaryingStream(model)
     else:
-        raise ModelError(f"no streaming module for model family {family!r}; known: cnn, fcn, lstm, tcn, wavenet")
+        raise ModelError(
+            f"no streaming module for model family {family!r}; known: cnn, fcn, lstm, tcn, wavenet, fir, "
+            "and the time-varying families (chorus, grainpitch)"
+        )
     return module.eval()
 
 
@@ -443,6 +517,8 @@ def script_module(module: StreamingModule) -> torch.jit.ScriptModule:
     """TorchScript-compile a streaming module (the deprecation warning of torch.jit is silenced)."""
     import warnings
 
+    if isinstance(module, _TimeVaryingStream):
+        module = module.traced()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return torch.jit.script(module)

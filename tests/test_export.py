@@ -60,6 +60,10 @@ MODELS = {
     "tcn": {"family": "tcn", "channels": 4, "kernel_size": 3, "num_layers": 3, "dilation_growth": 4},
     "fcn": {"family": "fcn", "channels": 4, "kernel_size": 3, "dilations": [1, 2, 4]},
     "cnn": {"family": "cnn", "window": 32, "channels": [4], "kernel_size": 5, "pool": 4, "hidden": 8, "direct_taps": 4},
+    "fir": {"family": "fir", "length": 300},
+    "chorus": {"family": "chorus", "sample_rate": SR, "max_delay_ms": 4.0, "feedback_terms": 2, "rate_hz": 40.0,
+               "centre_ms": 2.0, "depth_ms": 1.0, "feedback": 0.3},
+    "grainpitch": {"family": "grainpitch", "grain": 48, "post_taps": 6},
 }
 
 
@@ -242,7 +246,7 @@ def test_rtneural_refuses_conv_models(tmp_path):
 # --- ONNX and TorchScript ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["wavenet", "wavenet-mol", "wavenet-nam-gated", "tcn", "fcn", "lstm", "gru"])
+@pytest.mark.parametrize("name", ["wavenet", "wavenet-mol", "wavenet-nam-gated", "tcn", "fcn", "lstm", "gru", "fir", "chorus", "grainpitch"])
 def test_onnx_streams_like_pytorch(name, tmp_path):
     import onnx
 
@@ -266,7 +270,7 @@ def test_onnx_streams_like_pytorch(name, tmp_path):
     np.testing.assert_allclose(y[0, 0], got[:200], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["wavenet-mol", "wavenet-nam", "tcn", "gru"])
+@pytest.mark.parametrize("name", ["wavenet-mol", "wavenet-nam", "tcn", "gru", "fir", "chorus", "grainpitch"])
 def test_torchscript_streams_like_pytorch(name, tmp_path):
     model = make(name)
     x = signal(0.2)
@@ -280,6 +284,22 @@ def test_torchscript_streams_like_pytorch(name, tmp_path):
     assert info["model_config"] == model_config_dict(model)
     loaded = load_torchscript(path)
     assert len(loaded.initial_state(3)) == len(loaded.initial_state(1))
+
+
+def test_ir_wav_is_the_impulse_response(tmp_path):
+    """fir -> a mono float WAV of its taps; an IR loader's convolution (scipy) reproduces the model."""
+    import soundfile as sf
+
+    model = make("fir")
+    path = tmp_path / "cab.wav"
+    rep = export_model(model, "ir", path, meta())
+    assert rep.max_abs_error < 1e-5 and "300 taps" in rep.notes[0]
+    taps, rate = sf.read(path, dtype="float32")
+    assert rate == SR and sf.info(path).subtype == "FLOAT"
+    np.testing.assert_array_equal(taps, model.taps.detach().numpy())
+    for name in ("chorus", "wavenet"):
+        with pytest.raises(ExportError, match="impulse response holds a linear time-invariant effect"):
+            export_model(make(name), "ir", tmp_path / "x.wav", meta())
 
 
 def test_cnn_has_no_streaming_export(tmp_path):

@@ -6,7 +6,7 @@ import argparse
 import json
 
 # Copies of fxdist.export's constants (importing it here would load torch for every command).
-FORMATS = ("nam", "onnx", "torchscript", "rtneural")
+FORMATS = ("nam", "onnx", "torchscript", "rtneural", "ir")
 NAM_GEAR_TYPES = ("amp", "pedal", "pedal_amp", "amp_cab", "amp_pedal_cab", "preamp", "studio")
 NAM_TONE_TYPES = ("clean", "overdrive", "crunch", "hi_gain", "fuzz")
 NAM_VERSIONS = ("0.5", "0.7")
@@ -15,15 +15,16 @@ NAM_VERSIONS = ("0.5", "0.7")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export a checkpoint to NAM, ONNX, TorchScript or RTNeural (AIDA-X)",
+        help="export a checkpoint to NAM, ONNX, TorchScript, RTNeural (AIDA-X) or an impulse response WAV",
         description="Export a trained checkpoint to a player's format; the file is read back and its "
         "output compared with the model's (max abs error printed). Formats by family: wavenet: onnx, "
         "torchscript, nam (layout nam); lstm: onnx, torchscript, rtneural, nam (cell lstm, no input skip); "
-        "tcn, fcn: onnx, torchscript.",
+        "tcn, fcn: onnx, torchscript; fir: onnx, torchscript, ir (impulse response WAV for IR loaders); "
+        "chorus, grainpitch: onnx, torchscript.",
     )
     p.add_argument("model", help="checkpoint (.pt) written by fxdist train")
     p.add_argument("--format", required=True, choices=FORMATS, help="output format")
-    p.add_argument("-o", "--output", required=True, help="output file (.nam, .onnx, .pt, .json)")
+    p.add_argument("-o", "--output", required=True, help="output file (.nam, .onnx, .pt, .json, .wav)")
     p.add_argument("--name", help="model name shown by players (default: effect id or file stem)")
     p.add_argument("--gear-type", choices=NAM_GEAR_TYPES, help="NAM gear type")
     p.add_argument("--gear-make", help="make of the modelled gear")
