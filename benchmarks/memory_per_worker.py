@@ -13,8 +13,8 @@ Models (``configs/model/<name>.yaml``):
   (``fxdist/models/mol.py``), trained with the MoL NLL. No 2^24-way softmax is formed: the
   NLL keeps 12 (B, K=10, T) tensors for backward, 1.9 MiB per 4096-output sequence beside the
   layers' 14.2 MiB, so 24 bits cost the head no more than 8 would and the layers dominate.
-  ``fxdist.train`` refuses workers > 1 for this head today; here DDP wraps
-  ``fxdist.models.wavenet.MolParams`` (forward = forward_params), which train.py could use too.
+  DDP wraps ``fxdist.models.wavenet.MolParams`` (forward = forward_params), as ``fxdist.train``
+  does for this head.
   Default: global batch 16 sequences of 8188 samples (4096 outputs each, the training default).
 - ``wavenet-large`` (regression WaveNet, float32 output, exact on 24-bit PCM; 12% fewer saved
   bytes than ``wavenet-mol24``) can be added with ``--models``; same defaults.

@@ -258,11 +258,14 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.optim, cfg.steps))
         self.train_module: nn.Module = self.model
-        if self.world > 1 and self.model.output_kind == "mol":
-            # forward_params would bypass DDP's forward, so gradients would not be averaged.
-            raise ConfigError("the mixture-of-logistics WaveNet head trains on one worker only; set workers to 1 or use output: regression")
+        if self.model.output_kind == "mol":
+            # The MoL head trains on forward_params; wrapped as a module's forward so that DDP
+            # (whose gradient averaging hooks only see calls through its own forward) can hold it.
+            from fxdist.models.wavenet import MolParams
+
+            self.train_module = MolParams(self.model)
         if self.world > 1:
-            self.train_module = nn.parallel.DistributedDataParallel(self.model)
+            self.train_module = nn.parallel.DistributedDataParallel(self.train_module)
 
         self.step = 0
         self.epoch = 0
@@ -424,7 +427,7 @@ class Trainer:
         """Mixture-of-logistics head: minimise the discretised NLL of the 24-bit target."""
         from fxdist.models.mol import mol_nll
 
-        params = self.model.forward_params(x)
+        params = self.train_module(x)  # forward_params, through DDP when data-parallel
         nll = mol_nll(params.float(), y, bits=self.model.cfg.mol_bits)
         return self._apply(nll, {"nll": float(nll.detach())}, y)
 
