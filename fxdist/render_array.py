@@ -295,8 +295,8 @@ def render_chunk(cfg: RenderArrayConfig, index: int, workers: int | None = None)
     workers = workers or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or cfg.cpus_per_task or 1
     made = _make_pairs(plan.effect_config, jobs, workers)
 
-    pairs = sh._as_pairs([(t, clean[t], proc_dir / f"{t}.wav") for t in ids], plan.effect_id)
-    _, lengths = sh._check_headers(pairs, plan.sample_rate)  # rates and lengths, before any shard is written
+    pairs = sh.as_pairs([(t, clean[t], proc_dir / f"{t}.wav") for t in ids], plan.effect_id)
+    _, lengths = sh.check_headers(pairs, plan.sample_rate)  # rates and lengths, before any shard is written
     splits = {}
     for split, members in sh.assign_splits(plan.tracks, cfg.shard).items():  # the whole plan's split
         members = set(members)
@@ -376,10 +376,10 @@ def _write_chunk_split(plan: Plan, cfg: ShardConfig, index: int, split: str, pai
                 pair = pairs[t]
                 if cached is None or cached[0] != pair.track_id:
                     cached = None  # free the previous track before decoding the next
-                    cached = (pair.track_id, *sh._load_pair(pair, sr, lengths[pair.track_id], cfg))
-                yield sh._track_table(pair.track_id, cached[1], cached[2], lo, hi, sr, plan.effect_id, R)
+                    cached = (pair.track_id, *sh.load_pair(pair, sr, lengths[pair.track_id], cfg))
+                yield sh.track_table(pair.track_id, cached[1], cached[2], lo, hi, sr, plan.effect_id, R)
 
-        info = sh._write_shard(fs, root, f"{split}/part-{index:05d}-{k:05d}.parquet", tables(), R, cfg, 0)
+        info = sh.write_shard(fs, root, f"{split}/part-{index:05d}-{k:05d}.parquet", tables(), R, cfg, 0)
         infos.append({k: v for k, v in dataclasses.asdict(info).items() if k != "first_row"})
     return infos
 
@@ -458,7 +458,7 @@ def finalize(cfg: RenderArrayConfig, verify: bool = True) -> Manifest:
         raise ShardError(f"{plan.out}: bad shard(s) in chunk(s) {index_ranges(sorted(bad))}; their done markers were "
                          f"removed, resubmit to redo them:\n{details}")
     for split, info in splits.items():
-        sh._delete_stale(fs, posixpath.join(root, split), keep={posixpath.basename(s.path) for s in info.shards})
+        sh.delete_stale(fs, posixpath.join(root, split), keep={posixpath.basename(s.path) for s in info.shards})
     effect_file = plan.root / "processed" / plan.effect_id / EFFECT_FILE
     manifest = Manifest(
         schema_version=SCHEMA_VERSION,
@@ -467,7 +467,7 @@ def finalize(cfg: RenderArrayConfig, verify: bool = True) -> Manifest:
         sample_rate=plan.sample_rate,
         row_samples=R,
         effect_id=plan.effect_id,
-        effect_config=sh._rendered_effect_config(effect_file) or plan.effect_config,
+        effect_config=sh.rendered_effect_config(effect_file) or plan.effect_config,
         shard_config=dataclasses.asdict(cfg.shard),
         splits=splits,
         uri=str(plan.out),

@@ -39,6 +39,10 @@ verifies them (cheap, on exactly the pages it reads), so a flipped byte surfaces
 ShardError naming the shard. ``verify`` also recomputes the full sha256 of each file
 against the manifest, checks sizes, schema and row counts (on demand: it reads all).
 
+Building blocks ``write_shards`` is made of, public for writers that split the work across
+jobs (``fxdist.render_array``): ``as_pairs``, ``check_headers``, ``load_pair``,
+``track_table``, ``write_shard``, ``delete_stale``, ``rendered_effect_config``.
+
 Compression: float32 audio compresses poorly (zstd alone: 8-10 % smaller on noisy
 signals). Audio columns use Parquet's BYTE_STREAM_SPLIT encoding before compression:
 20 % smaller on noise-like audio, 25 % on 24-bit material, 39 % on fxdist's synthetic
@@ -321,7 +325,8 @@ def find_pairs(root: str | Path, effect_id: str) -> list[TrackPair]:
     return [TrackPair(t, clean[t], proc[t]) for t in sorted(clean)]
 
 
-def _as_pairs(source: Any, effect_id: str) -> list[TrackPair]:
+def as_pairs(source: Any, effect_id: str) -> list[TrackPair]:
+    """TrackPairs from a data root (``find_pairs``) or from (track_id, clean, processed) items."""
     if isinstance(source, (str, os.PathLike)):
         return find_pairs(source, effect_id)
     pairs = [p if isinstance(p, TrackPair) else TrackPair(str(p[0]), Path(p[1]), Path(p[2])) for p in source]
@@ -337,7 +342,7 @@ def _as_pairs(source: Any, effect_id: str) -> list[TrackPair]:
     return sorted(pairs, key=lambda p: p.track_id)
 
 
-def _check_headers(pairs: list[TrackPair], sample_rate: int | None) -> tuple[int, dict[str, int]]:
+def check_headers(pairs: list[TrackPair], sample_rate: int | None) -> tuple[int, dict[str, int]]:
     """Check rates and lengths from the file headers (before anything is written)."""
     lengths: dict[str, int] = {}
     ref: tuple[int, Path] | None = (sample_rate, Path("<sample_rate argument>")) if sample_rate else None
@@ -364,7 +369,7 @@ def _check_headers(pairs: list[TrackPair], sample_rate: int | None) -> tuple[int
     return int(ref[0]), lengths
 
 
-def _load_pair(p: TrackPair, sr: int, n: int, cfg: ShardConfig) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(p: TrackPair, sr: int, n: int, cfg: ShardConfig) -> tuple[np.ndarray, np.ndarray]:
     """Decode and check one pair; returns mono float32 (N,) clean and processed."""
     out = []
     for path in (p.clean, p.processed):
@@ -436,7 +441,7 @@ def pack_shards(track_rows: Sequence[int], rows_per_shard: int) -> list[list[tup
 # ----------------------------------------------------------------------------- writing
 
 
-def _track_table(
+def track_table(
     track_id: str, clean: np.ndarray, processed: np.ndarray, row_lo: int, row_hi: int, sr: int, effect_id: str, R: int
 ) -> pa.Table:
     """Rows row_lo..row_hi of a track as a table (last row zero-padded)."""
@@ -481,10 +486,10 @@ def write_shards(
     root, ``processed/<effect_id>/effect.yaml`` (written by render) is stored if present.
     """
     cfg = cfg or ShardConfig()
-    pairs = _as_pairs(source, effect_id)
+    pairs = as_pairs(source, effect_id)
     if effect_config is None and isinstance(source, (str, os.PathLike)):
-        effect_config = _rendered_effect_config(Path(source) / "processed" / effect_id / "effect.yaml")
-    sr, lengths = _check_headers(pairs, sample_rate)
+        effect_config = rendered_effect_config(Path(source) / "processed" / effect_id / "effect.yaml")
+    sr, lengths = check_headers(pairs, sample_rate)
     by_id = {p.track_id: p for p in pairs}
     R = cfg.row_samples
     fs, root = resolve(dest)
@@ -506,13 +511,13 @@ def write_shards(
                     tid = ids[t]
                     if cached is None or cached[0] != tid:
                         cached = None  # free the previous track before decoding the next
-                        cached = (tid, *_load_pair(by_id[tid], sr, lengths[tid], cfg))
-                    yield _track_table(tid, cached[1], cached[2], lo, hi, sr, effect_id, R)
+                        cached = (tid, *load_pair(by_id[tid], sr, lengths[tid], cfg))
+                    yield track_table(tid, cached[1], cached[2], lo, hi, sr, effect_id, R)
 
-            info = _write_shard(fs, root, f"{split}/part-{k:05d}.parquet", tables(), R, cfg, first_row)
+            info = write_shard(fs, root, f"{split}/part-{k:05d}.parquet", tables(), R, cfg, first_row)
             shards.append(info)
             first_row += info.rows
-        _delete_stale(fs, posixpath.join(root, split), keep={posixpath.basename(s.path) for s in shards})
+        delete_stale(fs, posixpath.join(root, split), keep={posixpath.basename(s.path) for s in shards})
         samples = [lengths[t] for t in ids]
         splits[split] = SplitInfo(list(ids), samples, first_row, round(sum(samples) / sr, 6), shards)
 
@@ -532,14 +537,15 @@ def write_shards(
     return manifest
 
 
-def _rendered_effect_config(path: Path) -> dict | None:
+def rendered_effect_config(path: Path) -> dict | None:
+    """The effect config a render wrote beside its outputs (``effect.yaml``), or None."""
     if not path.is_file():
         return None
     data = load_yaml(path)
     return data if isinstance(data, dict) else None
 
 
-def _write_shard(
+def write_shard(
     fs: pafs.FileSystem, root: str, rel: str, tables: Iterator[pa.Table], R: int, cfg: ShardConfig, first_row: int
 ) -> ShardInfo:
     """Write one shard (temp + move) in row groups of exactly ``rows_per_group`` rows.
@@ -574,7 +580,7 @@ def _write_shard(
     return ShardInfo(rel, rows, math.ceil(rows / G), int(size), digest, first_row)
 
 
-def _delete_stale(fs: pafs.FileSystem, folder: str, keep: set[str]) -> None:
+def delete_stale(fs: pafs.FileSystem, folder: str, keep: set[str]) -> None:
     """Delete part files not in ``keep`` and leftover temp files of earlier runs."""
     for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
         name = info.base_name
