@@ -124,10 +124,17 @@ def trainer_for(preset: str, shards: Path, out_dir: Path, batch=None, output_len
     from fxdist.models.registry import get
     from fxdist.train import resolve_model_config
 
-    family = resolve_model_config(preset)[0]["family"]
+    import dataclasses
+
+    from fxdist.data.stream import open_manifest
+
+    model = resolve_model_config(preset)[0]
+    family = model["family"]
+    if "sample_rate" in {f.name for f in dataclasses.fields(get(family).config_cls)}:
+        model = {**model, "sample_rate": int(open_manifest(str(shards)).sample_rate)}  # chorus: ms/Hz at the data's rate
     window = family_window(family, get(family).stateful, batch, output_len)
     data = DataConfig(shards=str(shards), batch_size=window.batch, output_len=window.output_len, chunk_len=window.output_len)
-    cfg = TrainConfig(model=preset, data=data, progress=False, out_dir=str(out_dir), device="cpu")
+    cfg = TrainConfig(model=model, data=data, progress=False, out_dir=str(out_dir), device="cpu")
     return Trainer(cfg), window
 
 
