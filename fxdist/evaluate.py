@@ -744,7 +744,7 @@ def render_report(result: dict, out_dir: Path) -> str:
                "is the clean input turned to its best volume: a model must beat it clearly to have learnt anything.</p>"),
               metrics_table_html(overall)]
     if len(result["tracks"]) > 1:
-        parts.append(track_table(result["tracks"]))
+        parts.append(_track_table(result["tracks"]))
     imp = result.get("impulse_response")
     if imp:
         parts += ["<h2>Echoes and tails: the answer to a single click</h2>",
@@ -790,7 +790,7 @@ def _receptive_text(rf: int, sr: int) -> str:
     return f"{rf:,} samples ({1000 * rf / sr:.1f} ms of input per output sample)"
 
 
-def track_table(tracks: dict) -> str:
+def _track_table(tracks: dict) -> str:
     rows = "".join(
         f"<tr><td><code>{html.escape(k)}</code></td><td class='n'>{t['seconds']:.1f} s</td>"
         f"<td class='n'>{_fmt(t['esr'])}</td><td class='n'>{_fmt(t['baseline_esr'])}</td>"
