@@ -11,9 +11,9 @@ checkpoints).
 from __future__ import annotations
 
 import json
-import sys
 import math
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -246,10 +246,10 @@ class Trainer:
         if self.mode == "random" and self.model.stateful:
             raise ConfigError(f"data.mode 'random' cannot train stateful model {self.model_config['family']!r}; use 'sequential'")
         self.output_len = self._output_len()
-        if cfg.fit and not self.model.can_fit:
+        if cfg.fit and not self.model.can_fit():
             from fxdist.models import registry
 
-            fits = [f for f in registry.families() if registry.get(f).can_fit]
+            fits = [f for f in registry.families() if registry.get(f).can_fit()]
             raise ConfigError(
                 f"fit: true, but model family {self.model_config['family']!r} has no direct fit; families with one: {', '.join(fits)}"
             )
@@ -593,20 +593,24 @@ class Trainer:
         pairs = [(clean, target) for _, clean, target in stream.iter_tracks(self.manifest, "train")]
         if not pairs:
             raise TrainingError(f"{self.cfg.data.shards}: fit: true, but the training split holds no track")
-        quiet = (lambda *a, **k: None) if self.rank != 0 or not self.cfg.progress else partial(print, file=sys.stderr)
-        values = self.model.fit(pairs, log=quiet)
+        log = partial(print, file=sys.stderr) if self.rank == 0 and self.cfg.progress else (lambda *a, **k: None)
+        values = self.model.fit(pairs, log=log)
         val, baseline = self.validate()
         self.last_val, self.baseline_val, self.best_val = val, baseline, val
         entry = {"step": 0, "fit": True, "fit_seconds": time.perf_counter() - t0, "val_esr": val,
                  "baseline_val_esr": baseline, "values": values}
         self.history.append(entry)
         self._save(val, improved=True)
+        self._append_metrics(entry)
+        if self.rank == 0 and self.cfg.progress:
+            print(f"fit ({self.model_config['family']}) in {entry['fit_seconds']:.1f} s: validation ESR {val:.6g} "
+                  f"(do-nothing {baseline:.4g})", file=sys.stderr, flush=True)
+
+    def _append_metrics(self, entry: dict[str, Any]) -> None:
+        """Append a validation entry to metrics.jsonl (rank 0), after its checkpoint is saved."""
         if self.rank == 0:
             with open(self.out_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
-            if self.cfg.progress:
-                print(f"fit ({self.model_config['family']}) in {entry['fit_seconds']:.1f} s: validation ESR {val:.6g} "
-                      f"(do-nothing {baseline:.4g})", file=sys.stderr, flush=True)
 
     def _validate_and_report(self, loss: float, sps: float, writer) -> None:
         val, baseline = self.validate()
@@ -620,9 +624,7 @@ class Trainer:
         if writer is not None:
             writer.add_scalar("val/esr", val, self.step)
             writer.add_scalar("val/baseline_esr", baseline, self.step)
-        if self.rank == 0:
-            with open(self.out_dir / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(entry) + "\n")
+        self._append_metrics(entry)
         if self.report is not None:
             self.report({**entry, "best_val_esr": self.best_val}, self.out_dir if self.rank == 0 else None)
 

@@ -59,11 +59,14 @@ class EffectModel(nn.Module):
 
     # Families with a direct fit (least squares, a parameter search) override ``fit``;
     # ``fxdist train`` with ``fit: true`` runs it on the whole training tracks first.
-    can_fit: ClassVar[bool] = False
-
     def fit(self, pairs: Any, log: Any = print) -> dict[str, float]:
         """Set the weights from whole (clean (N,), target (N,)) tracks, each from its start."""
         raise ModelError(f"model family {self.family!r} has no direct fit; train it by gradient descent only")
+
+    @classmethod
+    def can_fit(cls) -> bool:
+        """Whether the family overrides ``fit``."""
+        return cls.fit is not EffectModel.fit
 
     # --- state ---------------------------------------------------------------------
     def initial_state(self, batch: int, device: Any = None) -> Any:

@@ -116,8 +116,6 @@ class ChorusModel(TimeVaryingModel):
         """Two interpolation MACs per delay read (one read per term), the feedback and mix gains."""
         return 3 * (self.cfg.feedback_terms + 1) + 2
 
-    can_fit = True
-
     def fit(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], log=print) -> dict[str, float]:
         """``fit_chorus`` with its defaults (grid search, then Adam on windows of known position)."""
         return fit_chorus(self, pairs, log=log)

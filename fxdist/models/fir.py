@@ -106,8 +106,6 @@ class FIRModel(EffectModel):
         """Direct-form cost (length); the FFT path costs O(log T) per sample instead."""
         return self.cfg.length
 
-    can_fit = True
-
     def fit(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], log: Any = print) -> dict[str, float]:
         """Least-squares taps (``fit_least_squares``) from whole tracks."""
         self.set_taps(fit_least_squares(pairs, self.cfg.length))
