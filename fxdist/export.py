@@ -410,10 +410,13 @@ def write_onnx(model: EffectModel, out: str | Path, meta: ExportMetadata) -> Non
         onnx.save(proto, str(tmp))
 
 
+_STATE_DTYPES = {"float32": "<f4", "int64": "<i8"}  # stored state tensors: name -> little-endian numpy dtype
+
+
 def _b64(t: torch.Tensor) -> dict[str, Any]:
     """A state tensor as {shape, <dtype>_le_base64}: float32, or int64 (a stream position)."""
     kind = "int64" if t.dtype == torch.int64 else "float32"
-    a = t.detach().numpy().astype("<i8" if kind == "int64" else "<f4")
+    a = t.detach().numpy().astype(_STATE_DTYPES[kind])
     return {"shape": list(a.shape), f"{kind}_le_base64": base64.b64encode(a.tobytes()).decode("ascii")}
 
 
@@ -429,7 +432,7 @@ def onnx_initial_state(path: str | Path, batch: int = 1) -> list[np.ndarray]:
     out = []
     for entry in json.loads(props["fxdist.initial_state"]):
         kind = "int64" if "int64_le_base64" in entry else "float32"
-        a = np.frombuffer(base64.b64decode(entry[f"{kind}_le_base64"]), dtype="<i8" if kind == "int64" else "<f4")
+        a = np.frombuffer(base64.b64decode(entry[f"{kind}_le_base64"]), dtype=_STATE_DTYPES[kind])
         axis = 1 if config.get("family") == "lstm" else 0
         out.append(np.ascontiguousarray(np.repeat(a.reshape(entry["shape"]), batch, axis=axis), dtype=kind))
     return out
