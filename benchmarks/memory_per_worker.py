@@ -70,6 +70,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -99,6 +100,7 @@ SR = 48000
 MIB = 2**20
 HEADER = "PEAK MEMORY PER WORKER"
 MMAP_THRESHOLD = 128 * 1024  # bytes; glibc serves larger allocations with mmap and returns them on free
+GROUP_TIMEOUT_S = 120  # seconds a worker waits for the others at init and at each collective
 # model -> (global batch, window) for a full run and for --quick
 DEFAULTS = {
     "cnn-5k": ((8, 5000 + 63), (4, 5000 + 15)),
@@ -206,7 +208,9 @@ def worker(rank: int, world: int, setup: Setup, port: int, out_dir: str) -> None
     torch.set_num_threads(setup.threads)
     rss_imported = proc_status_kib("VmRSS")
     if world > 1:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+        # a bounded wait: a rank that never arrives is an error here, not a test that hangs
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S))
     warm_up(world)
     base = proc_status_kib("VmRSS")
     peak_reset = reset_peak()
