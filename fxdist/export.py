@@ -103,7 +103,11 @@ def export_support(model: EffectModel) -> dict[str, str | None]:
     """format -> None if ``model`` can be written in it, else the reason it cannot."""
     family, cfg = model.family, model.cfg
     out: dict[str, str | None] = {}
-    stream = None if family != "cnn" else "cnn reruns a pooling window per sample; it has no streaming block function"
+    stream = {
+        "cnn": "cnn reruns a pooling window per sample; it has no streaming block function",
+        "compressor": "the compressor's level detector is a per-sample recursion run by numba; it has no "
+                      "TorchScript/ONNX form (process files with `fxdist process`)",
+    }.get(family)
     out["torchscript"] = stream
     out["onnx"] = stream
     if family == "wavenet":
@@ -158,7 +162,7 @@ def _family_table() -> str:
     return (
         "wavenet: onnx, torchscript, nam (layout nam only); lstm: onnx, torchscript, rtneural, "
         "nam (cell lstm, input_skip false); tcn: onnx, torchscript; fcn: onnx, torchscript; cnn: none; "
-        "fir: onnx, torchscript, ir; chorus, grainpitch: onnx, torchscript"
+        "fir: onnx, torchscript, ir; chorus, grainpitch: onnx, torchscript; compressor: none"
     )
 
 

@@ -40,6 +40,10 @@ from fxdist.models.base import EffectModel
 class StreamingModule(nn.Module):
     """Base of the per-family streaming modules (see the module docstring)."""
 
+    # Whether ``script_module`` can compile it (the naive cnn stream and the numba-run
+    # compressor detector cannot); say why in ``unscriptable``.
+    unscriptable: str = ""
+
     def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         raise NotImplementedError
 
@@ -433,6 +437,8 @@ class _TimeVaryingStream(StreamingModule):
 class _NaiveStream(StreamingModule):
     """Keeps the last RF - 1 input samples and reruns ``forward`` (cost grows with RF). Not scriptable."""
 
+    unscriptable = "cnn: its streaming module reruns forward and cannot be scripted"
+
     def __init__(self, model: EffectModel):
         super().__init__()
         self.model = model
@@ -445,6 +451,23 @@ class _NaiveStream(StreamingModule):
 
     def initial_state(self, batch: int) -> List[Tensor]:
         return [torch.zeros(batch, 1, self.hist)]
+
+
+class _CompressorStream(StreamingModule):
+    """compressor: state [detector level (B, 1) float64]; runs the model's numba detector."""
+
+    unscriptable = "compressor: its level detector is a per-sample recursion run by numba and cannot be scripted"
+
+    def __init__(self, model: EffectModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        y, level = self.model.process(x, state[0])
+        return y, [level]
+
+    def initial_state(self, batch: int) -> List[Tensor]:
+        return [self.model.initial_state(batch)]
 
 
 def stream_module(model: EffectModel, conv_as: str = "matmul") -> StreamingModule:
@@ -465,12 +488,14 @@ def stream_module(model: EffectModel, conv_as: str = "matmul") -> StreamingModul
         module = _NaiveStream(model)
     elif family == "fir":
         module = _FIRStream(model)
+    elif family == "compressor":
+        module = _CompressorStream(model)
     elif model.time_varying:
         module = _TimeVaryingStream(model)
     else:
         raise ModelError(
-            f"no streaming module for model family {family!r}; known: cnn, fcn, lstm, tcn, wavenet, fir, "
-            "and the time-varying families (chorus, grainpitch)"
+            f"no streaming module for model family {family!r}; known: cnn, compressor, fcn, lstm, tcn, wavenet, "
+            "fir, and the time-varying families (chorus, grainpitch)"
         )
     return module.eval()
 
@@ -490,8 +515,8 @@ class Streamer:
         self.batch = batch
         module = stream_module(model)
         if scripted:
-            if model.family == "cnn":
-                raise ModelError("cnn: its streaming module reruns forward and cannot be scripted")
+            if module.unscriptable:
+                raise ModelError(module.unscriptable)
             module = script_module(module)
         self.module = module
         self.reset()

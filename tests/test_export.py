@@ -302,10 +302,13 @@ def test_ir_wav_is_the_impulse_response(tmp_path):
             export_model(make(name), "ir", tmp_path / "x.wav", meta())
 
 
-def test_cnn_has_no_streaming_export(tmp_path):
+def test_cnn_and_compressor_have_no_streaming_export(tmp_path):
+    compressor = build_model({"family": "compressor", "sample_rate": SR})
     for fmt in ("onnx", "torchscript"):
         with pytest.raises(ExportError, match="pooling window.*Formats this model can use: none"):
             export_model(make("cnn"), fmt, tmp_path / "m", meta())
+        with pytest.raises(ExportError, match="per-sample recursion run by numba.*Formats this model can use: none"):
+            export_model(compressor, fmt, tmp_path / "m", meta())
 
 
 def test_bad_metadata_and_format():

@@ -32,6 +32,8 @@ CONFIGS = {
     "chorus": {"family": "chorus", "sample_rate": 8000, "max_delay_ms": 4.0, "feedback_terms": 2, "rate_hz": 40.0,
                "centre_ms": 2.0, "depth_ms": 1.0, "feedback": 0.3},
     "grainpitch": {"family": "grainpitch", "grain": 48, "post_taps": 6},
+    "compressor": {"family": "compressor", "sample_rate": 8000, "threshold_db": -20.0, "ratio": 4.0, "attack_ms": 1.0,
+                   "release_ms": 20.0, "makeup_db": 6.0},
 }
 
 
@@ -150,12 +152,13 @@ def test_stream_array_matches_process_array():
     np.testing.assert_allclose(got, process_array(model, audio, block_size=100), atol=1e-6, rtol=0)
 
 
-def test_bad_blocks_and_cnn_script_are_refused():
+def test_bad_blocks_and_unscriptable_streams_are_refused():
     streamer = Streamer(make("lstm"), batch=2)
     with pytest.raises(ModelError, match=r"shape \(2, 1, T\)"):
         streamer(torch.zeros(1, 1, 8))
-    with pytest.raises(ModelError, match="cannot be scripted"):
-        Streamer(make("cnn"), scripted=True)
+    for name in ("cnn", "compressor"):
+        with pytest.raises(ModelError, match=f"{name}: .*cannot be scripted"):
+            Streamer(make(name), scripted=True)
 
 
 @pytest.mark.parametrize("name", ["wavenet-mol", "wavenet-nam-gated", "tcn"])
