@@ -44,19 +44,19 @@ def test_distortion_quality_quick():
 
 @pytest.mark.slow
 def test_quality_quick(tmp_path):
-    """One effect per recipe kind: WaveNet, least-squares FIR, MR-STFT gray-box pitch shifter, LFO fit."""
+    """One effect per recipe kind: WaveNet, least-squares FIR, MR-STFT gray-box pitch shifter, LFO fit, fit + Adam."""
     out = tmp_path / "table.md"
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--quick", "--threads", "1",
-         "--effects", "distortion", "lowpass", "pitch", "chorus", "--out", str(out), "--json", str(tmp_path / "rows.json")],
+         "--effects", "distortion", "lowpass", "pitch", "chorus", "compression", "--out", str(out), "--json", str(tmp_path / "rows.json")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, f"quality.py --quick exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     assert "QUALITY TABLE" in proc.stdout
     table = out.read_text()
-    for effect in ("distortion", "lowpass", "pitch", "chorus"):
+    for effect in ("distortion", "lowpass", "pitch", "chorus", "compression"):
         assert f"| {effect} |" in table
-    assert table.count("PASS") + table.count("MISS") == 4
+    assert table.count("PASS") + table.count("MISS") == 5
     merged = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--merge", str(tmp_path / "rows.json")],
         cwd=REPO, capture_output=True, text=True, timeout=60,
