@@ -83,6 +83,23 @@ def test_corrupt_shard_is_reported_by_verify(tiny_shards, tmp_path):
     assert proc.returncode == 2 and shard.name in proc.stderr and "sha256" in proc.stderr
 
 
+@pytest.mark.slow
+def test_train_compressor_config_recovers_the_preset(tmp_path):
+    """configs/train/compressor.yaml as a user runs it (48 kHz, as its model preset): the fit
+    finds the compression preset's settings (-40 dB, 20:1, 0.5 ms, 60 ms, +30 dB)."""
+    from tests.datasets import make_dataset
+
+    shards = make_dataset(tmp_path / "data", effect="compression", sample_rate=48000, tracks=4, seconds=2.0)
+    proc = fxdist("train", "configs/train/compressor.yaml", "--shards", str(shards), "--out", str(tmp_path / "run"),
+                  "--set", "steps=2", "--set", "val_every=2")
+    fit = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert fit["fit"] is True and fit["val_esr"] < 1e-6 < 0.05 < fit["baseline_val_esr"], fit
+    values = fit["values"]
+    assert abs(values["threshold_db"] + 40) < 0.5 and abs(values["makeup_db"] - 30) < 0.5, values
+    assert abs(values["attack_ms"] / 0.5 - 1) < 0.1 and abs(values["release_ms"] / 60 - 1) < 0.1, values
+    assert json.loads(proc.stdout)["best_val_esr"] <= fit["val_esr"]
+
+
 def test_train_fit_config_fits_then_fine_tunes(tmp_path):
     """configs/train/fir.yaml as a user runs it: the least-squares fit is step 0 of the history."""
     from tests.datasets import make_dataset
