@@ -27,6 +27,7 @@ and ``initial_state(batch) -> List[Tensor]``. T >= 1 (``Streamer`` handles T = 0
 ``Streamer`` wraps a streaming module with its state for block-by-block use.
 """
 
+import math
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -391,6 +392,31 @@ class _FIRStream(StreamingModule):
         return [torch.zeros(batch, 1, self.hist)]
 
 
+class _WHStream(StreamingModule):
+    """wh: state [input history (B, 1, P - 1), drive-output history (B, 1, Q - 1)]; two direct
+    convolutions per block around the static tanh (exact, P + Q MACs per sample)."""
+
+    def __init__(self, model: EffectModel):
+        super().__init__()
+        self.pre = nn.Parameter(model.pre.detach().flip(0).view(1, 1, -1).clone(), requires_grad=False)
+        self.post = nn.Parameter(model.post.detach().flip(0).view(1, 1, -1).clone(), requires_grad=False)
+        self.gain = float(model.log_gain.detach().exp())
+        self.bias = float(model.bias.detach())
+        self.pre_hist, self.post_hist = model.cfg.pre_length - 1, model.cfg.post_length - 1
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        full = torch.cat([state[0], x], dim=-1)
+        v = torch.tanh(self.gain * torch.nn.functional.conv1d(full, self.pre) + self.bias)
+        vfull = torch.cat([state[1], v], dim=-1)
+        y = torch.nn.functional.conv1d(vfull, self.post)
+        return y, [full[:, :, full.shape[-1] - self.pre_hist :], vfull[:, :, vfull.shape[-1] - self.post_hist :]]
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> List[Tensor]:
+        # the drive's output for silent input is tanh(bias), not 0
+        return [torch.zeros(batch, 1, self.pre_hist), torch.full((batch, 1, self.post_hist), math.tanh(self.bias))]
+
+
 class _TimeVaryingCore(nn.Module):
     """(input with history (B, 1, T + RF - 1), position (B,) int64) -> (B, 1, T): the model's _run."""
 
@@ -490,12 +516,14 @@ def stream_module(model: EffectModel, conv_as: str = "matmul") -> StreamingModul
         module = _FIRStream(model)
     elif family == "compressor":
         module = _CompressorStream(model)
+    elif family == "wh":
+        module = _WHStream(model)
     elif model.time_varying:
         module = _TimeVaryingStream(model)
     else:
         raise ModelError(
             f"no streaming module for model family {family!r}; known: cnn, compressor, fcn, lstm, tcn, wavenet, "
-            "fir, and the time-varying families (chorus, grainpitch)"
+            "fir, wh, and the time-varying families (chorus, grainpitch)"
         )
     return module.eval()
 

@@ -100,6 +100,22 @@ def test_train_compressor_config_recovers_the_preset(tmp_path):
     assert json.loads(proc.stdout)["best_val_esr"] <= fit["val_esr"]
 
 
+@pytest.mark.slow
+def test_train_wh_config_fits_the_amp_preset(tmp_path):
+    """configs/train/wh.yaml as a user runs it (48 kHz): the fit finds amp_cab's 90 Hz input
+    high-pass and its 26 dB drive (tanh gain 19.95) and models the preset to ESR < 1e-4."""
+    from tests.datasets import make_dataset
+
+    shards = make_dataset(tmp_path / "data", effect="amp_cab", sample_rate=48000, tracks=4, seconds=2.0)
+    proc = fxdist("train", "configs/train/wh.yaml", "--shards", str(shards), "--out", str(tmp_path / "run"),
+                  "--set", "steps=2", "--set", "val_every=2", "--set", "data.output_len=2048")
+    fit = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert fit["fit"] is True and fit["val_esr"] < 1e-4 < 0.5 < fit["baseline_val_esr"], fit
+    values = fit["values"]
+    assert abs(values["cutoff_hz"] / 90 - 1) < 0.1 and abs(values["gain"] / 19.95 - 1) < 0.1, values
+    assert json.loads(proc.stdout)["best_val_esr"] <= fit["val_esr"]
+
+
 def test_train_fit_config_fits_then_fine_tunes(tmp_path):
     """configs/train/fir.yaml as a user runs it: the least-squares fit is step 0 of the history."""
     from tests.datasets import make_dataset

@@ -64,6 +64,7 @@ MODELS = {
     "chorus": {"family": "chorus", "sample_rate": SR, "max_delay_ms": 4.0, "feedback_terms": 2, "rate_hz": 40.0,
                "centre_ms": 2.0, "depth_ms": 1.0, "feedback": 0.3},
     "grainpitch": {"family": "grainpitch", "grain": 48, "post_taps": 6},
+    "wh": {"family": "wh", "pre_length": 40, "post_length": 200, "sample_rate": SR},
 }
 
 
@@ -246,7 +247,7 @@ def test_rtneural_refuses_conv_models(tmp_path):
 # --- ONNX and TorchScript ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["wavenet", "wavenet-mol", "wavenet-nam-gated", "tcn", "fcn", "lstm", "gru", "fir", "chorus", "grainpitch"])
+@pytest.mark.parametrize("name", ["wavenet", "wavenet-mol", "wavenet-nam-gated", "tcn", "fcn", "lstm", "gru", "fir", "chorus", "grainpitch", "wh"])
 def test_onnx_streams_like_pytorch(name, tmp_path):
     import onnx
 
@@ -270,7 +271,7 @@ def test_onnx_streams_like_pytorch(name, tmp_path):
     np.testing.assert_allclose(y[0, 0], got[:200], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["wavenet-mol", "wavenet-nam", "tcn", "gru", "fir", "chorus", "grainpitch"])
+@pytest.mark.parametrize("name", ["wavenet-mol", "wavenet-nam", "tcn", "gru", "fir", "chorus", "grainpitch", "wh"])
 def test_torchscript_streams_like_pytorch(name, tmp_path):
     model = make(name)
     x = signal(0.2)

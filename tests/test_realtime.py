@@ -32,6 +32,7 @@ CONFIGS = {
     "chorus": {"family": "chorus", "sample_rate": 8000, "max_delay_ms": 4.0, "feedback_terms": 2, "rate_hz": 40.0,
                "centre_ms": 2.0, "depth_ms": 1.0, "feedback": 0.3},
     "grainpitch": {"family": "grainpitch", "grain": 48, "post_taps": 6},
+    "wh": {"family": "wh", "pre_length": 40, "post_length": 200, "sample_rate": 8000},  # direct pre, FFT post
     "compressor": {"family": "compressor", "sample_rate": 8000, "threshold_db": -20.0, "ratio": 4.0, "attack_ms": 1.0,
                    "release_ms": 20.0, "makeup_db": 6.0},
 }
@@ -84,7 +85,7 @@ def test_random_blocks_equal_offline_forward(name):
     assert (got - want).abs().max().item() <= 1e-6 * max(1.0, want.abs().max().item())
 
 
-@pytest.mark.parametrize("name", ["wavenet-mol", "wavenet-nam", "tcn", "fcn", "lstm", "gru", "fir", "chorus", "grainpitch"])
+@pytest.mark.parametrize("name", ["wavenet-mol", "wavenet-nam", "tcn", "fcn", "lstm", "gru", "fir", "chorus", "grainpitch", "wh"])
 def test_scripted_streamer_equals_eager(name):
     model = make(name)
     x = torch.randn(1, 1, 2 * model.receptive_field + 100) * 0.5

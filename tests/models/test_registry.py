@@ -11,7 +11,7 @@ from fxdist.models.lstm import LSTMConfig, LSTMModel
 
 from .common import PRESETS
 
-FAMILIES = ["chorus", "cnn", "compressor", "fcn", "fir", "grainpitch", "lstm", "tcn", "wavenet"]
+FAMILIES = ["chorus", "cnn", "compressor", "fcn", "fir", "grainpitch", "lstm", "tcn", "wavenet", "wh"]
 
 
 def test_all_families_are_registered():
