@@ -21,10 +21,13 @@ Per preset of ``configs/effects/`` (or ``--effects``):
   only if the pooled figure and each material's figure meet the target.
 - Model and recipe: fixed per effect family in ``RECIPES`` (a one-line reason each), chosen
   from the literature, from what the effect is (LTI or not, time-varying or not) and, for
-  pitch, from validation MR-STFT; never from test figures. Three kinds:
+  pitch, from validation MR-STFT; never from test figures. Four kinds:
   ``grad`` (black-box WaveNet/TCN, or the gray-box ``grainpitch``) trains with
   ``fxdist.train.train`` within ``--budget`` seconds of wall time, steps sized by a probe of
-  this machine so the cosine schedule ends inside the budget; ``fit`` (gray-box ``fir``, for
+  this machine so the cosine schedule ends inside the budget; ``fit-grad`` (gray-box
+  ``compressor`` and Wiener-Hammerstein ``wh``) is the same with ``fit: true``: the family's
+  direct fit on the whole training tracks first, inside the budget, then Adam (a recipe may
+  cap its budget below ``--budget``); ``fit`` (gray-box ``fir``, for
   LTI effects) solves the least-squares impulse response on the training split
   (``fxdist.models.fir.fit_least_squares``), then fine-tunes it with Adam through
   ``fxdist.train`` for at most ``FIT_FINETUNE_S`` and keeps the better on validation;
