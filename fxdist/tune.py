@@ -1016,6 +1016,7 @@ def sweep(cfg: SweepConfig, address: str | None = None, storage: str | None = No
                 ),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
                 verbose=cfg.verbose,
+                callbacks=[_state_backup_callback(exp)],
             ),
         )
         _fit(tuner)
@@ -1042,6 +1043,81 @@ def _prune_after_pbt(exp: str, cfg: SweepConfig) -> None:
             scored.append((math.inf if value is None else float(value), name))
         for _, name in sorted(scored)[cfg.keep_checkpoints:]:
             fs.delete_dir(_join(trial_path, name))
+
+
+STATE_BACKUP_DIR = ".fxdist-state"  # in the experiment folder: the last complete experiment state
+STATE_BACKUP_EVERY_S = 5.0
+
+
+def _newest_state_file(exp: str) -> str | None:
+    """Name of the experiment state file Ray restores from (the newest by name, as Ray picks it)."""
+    import fnmatch
+
+    import pyarrow.fs as pafs
+
+    fs, fs_path = _fs(exp)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(fs_path, allow_not_found=True))
+    except (OSError, ValueError):
+        return None
+    names = fnmatch.filter([i.base_name for i in infos if i.type == pafs.FileType.File], "experiment_state-*.json")
+    return max(names) if names else None
+
+
+def _complete_json(text: str | None) -> bool:
+    if not text:
+        return False
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _state_backup_callback(exp: str):
+    """A Tune callback that copies the experiment state to ``<exp>/.fxdist-state/`` each time
+    it has changed and reads as complete JSON (every ``STATE_BACKUP_EVERY_S`` at most).
+
+    Ray writes the state in place (no temp file + rename), so a driver killed while it
+    writes leaves an empty or cut file that ``Tuner.restore`` cannot read; ``resume`` then
+    puts this copy back (``_restore_state_backup``).
+    """
+    from ray.tune import Callback
+
+    class _StateBackup(Callback):
+        def __init__(self):
+            self.last_check = -math.inf
+            self.last_text: str | None = None
+
+        def on_step_end(self, iteration: int, trials: list, **info) -> None:
+            now = time.monotonic()
+            if now - self.last_check < STATE_BACKUP_EVERY_S:
+                return
+            self.last_check = now
+            name = _newest_state_file(exp)
+            text = _read_text(_join(exp, name)) if name else None
+            if text != self.last_text and _complete_json(text):
+                _write_text(_join(exp, STATE_BACKUP_DIR, name), text)
+                self.last_text = text
+
+    return _StateBackup()
+
+
+def _restore_state_backup(exp: str) -> bool:
+    """If the newest experiment state does not read as complete JSON (a driver killed while
+    Ray wrote it), put back the last complete copy the sweep saved. Returns whether it did."""
+    name = _newest_state_file(exp)
+    if name is None or _complete_json(_read_text(_join(exp, name))):
+        return False
+    backup = _read_text(_join(exp, STATE_BACKUP_DIR, name))
+    if not _complete_json(backup):
+        raise ClusterError(
+            f"{_join(exp, name)}: the experiment state is empty or cut off (the driver was killed while writing "
+            f"it) and there is no complete copy in {_join(exp, STATE_BACKUP_DIR)}"
+        )
+    _write_text(_join(exp, name), backup)
+    logging.getLogger(__name__).warning("%s was cut off; restored the last complete copy from %s", name, STATE_BACKUP_DIR)
+    return True
 
 
 def _fit(tuner) -> None:
@@ -1072,6 +1148,7 @@ def resume(experiment_path: str | Path, address: str | None = None, *, num_cpus:
     cfg, base = _load_spec(exp)
     _check_v2(cfg)
     plan = _Plan(base=base, max_steps=0, val_every=0)
+    _restore_state_backup(exp)
     _repair_missing_checkpoints(exp)
     with _ray_session(address, num_cpus):
         check_resources(cfg.resources)

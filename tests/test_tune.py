@@ -20,8 +20,10 @@ from fxdist.checkpoint import load_checkpoint, load_model
 from fxdist.errors import ClusterError, ConfigError
 from fxdist.tune import (
     CRASH_ENV,
+    STATE_BACKUP_DIR,
     ResourcesConfig,
     _latest_checkpoint,
+    _restore_state_backup,
     best,
     check_resources,
     load_sweep_config,
@@ -195,6 +197,8 @@ def test_killed_driver_resumes_unfinished_trials_only(ray_session, tiny_shards, 
     assert [r["step"] for r in short_rows] == [20, 40]  # finished before the kill
     before = results(long)
     assert before[-1]["step"] < 400
+    # the sweep kept a complete copy of Ray's experiment state, for a state cut off by the kill
+    assert list((exp / STATE_BACKUP_DIR).glob("experiment_state-*.json"))
 
     outcome = resume(exp)
 
@@ -331,6 +335,21 @@ def test_no_experiment_at_path(tmp_path):
     for call in (resume, status, best):
         with pytest.raises(ClusterError, match="no Ray Tune experiment here"):
             call(tmp_path)
+
+
+def test_a_cut_off_experiment_state_is_restored_from_the_sweeps_copy(tmp_path):
+    """Ray writes experiment_state-*.json in place; a driver killed mid-write leaves it empty
+    (seen once in CI in the killed-driver test). resume puts the sweep's last complete copy back."""
+    old, new = tmp_path / "experiment_state-2026-11-25_01-00-00.json", tmp_path / "experiment_state-2026-11-25_02-00-00.json"
+    old.write_text('{"old": 1}')
+    new.write_text('{"trial_data": [')  # cut off
+    with pytest.raises(ClusterError, match=f"{new.name}: the experiment state is empty or cut off.*{STATE_BACKUP_DIR}"):
+        _restore_state_backup(str(tmp_path))
+    (tmp_path / STATE_BACKUP_DIR).mkdir()
+    (tmp_path / STATE_BACKUP_DIR / new.name).write_text('{"trial_data": []}')
+    assert _restore_state_backup(str(tmp_path)) is True
+    assert json.loads(new.read_text()) == {"trial_data": []} and old.read_text() == '{"old": 1}'
+    assert _restore_state_backup(str(tmp_path)) is False  # complete now: left alone
 
 
 def test_retarget_optimizer_applies_a_new_lr(tiny_shards, tmp_path):
