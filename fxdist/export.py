@@ -101,13 +101,12 @@ class ExportReport:
 
 def export_support(model: EffectModel) -> dict[str, str | None]:
     """format -> None if ``model`` can be written in it, else the reason it cannot."""
+    from fxdist.realtime import stream_module
+
     family, cfg = model.family, model.cfg
     out: dict[str, str | None] = {}
-    stream = {
-        "cnn": "cnn reruns a pooling window per sample; it has no streaming block function",
-        "compressor": "the compressor's level detector is a per-sample recursion run by numba; it has no "
-                      "TorchScript/ONNX form (process files with `fxdist process`)",
-    }.get(family)
+    unscriptable = stream_module(model).unscriptable  # both formats hold the streaming module
+    stream = f"{unscriptable} (process files with `fxdist process`)" if unscriptable else None
     out["torchscript"] = stream
     out["onnx"] = stream
     if family == "wavenet":

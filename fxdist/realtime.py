@@ -463,7 +463,7 @@ class _TimeVaryingStream(StreamingModule):
 class _NaiveStream(StreamingModule):
     """Keeps the last RF - 1 input samples and reruns ``forward`` (cost grows with RF). Not scriptable."""
 
-    unscriptable = "cnn: its streaming module reruns forward and cannot be scripted"
+    unscriptable = "cnn: its streaming module reruns a pooling window per sample through forward and cannot be scripted"
 
     def __init__(self, model: EffectModel):
         super().__init__()
