@@ -161,7 +161,7 @@ def _family_table() -> str:
     return (
         "wavenet: onnx, torchscript, nam (layout nam only); lstm: onnx, torchscript, rtneural, "
         "nam (cell lstm, input_skip false); tcn: onnx, torchscript; fcn: onnx, torchscript; cnn: none; "
-        "fir: onnx, torchscript, ir; wh, chorus, grainpitch: onnx, torchscript; compressor: none"
+        "fir: onnx, torchscript, ir; wh, chorus, grainpitch: onnx, torchscript; compressor, pvpitch: none"
     )
 
 

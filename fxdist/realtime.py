@@ -496,6 +496,25 @@ class _CompressorStream(StreamingModule):
         return [self.model.initial_state(batch)]
 
 
+class _PVPitchStream(StreamingModule):
+    """pvpitch: state [last inputs (B, N), analysis and synthesis phases (B, K) float64,
+    overlap-add tail (B, M), position (B,) int64]; runs the model's own forward."""
+
+    unscriptable = ("pvpitch: its phase-vocoder stream (per-lane frame offsets, FFT grains placed by scatter) "
+                    "has no TorchScript/ONNX form in fxdist yet and cannot be scripted")
+
+    def __init__(self, model: EffectModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        y, new = self.model.process(x, tuple(state))
+        return y, list(new)
+
+    def initial_state(self, batch: int) -> List[Tensor]:
+        return list(self.model.initial_state(batch))
+
+
 def stream_module(model: EffectModel, conv_as: str = "matmul") -> StreamingModule:
     """The streaming module of ``model`` (eval mode). Conv families copy the weights; ``conv_as``
     'matmul' (fastest in PyTorch) or 'conv' (F.conv1d: fastest once exported to ONNX Runtime)."""
@@ -516,14 +535,16 @@ def stream_module(model: EffectModel, conv_as: str = "matmul") -> StreamingModul
         module = _FIRStream(model)
     elif family == "compressor":
         module = _CompressorStream(model)
+    elif family == "pvpitch":
+        module = _PVPitchStream(model)
     elif family == "wh":
         module = _WHStream(model)
     elif model.time_varying:
         module = _TimeVaryingStream(model)
     else:
         raise ModelError(
-            f"no streaming module for model family {family!r}; known: cnn, compressor, fcn, lstm, tcn, wavenet, "
-            "fir, wh, and the time-varying families (chorus, grainpitch)"
+            f"no streaming module for model family {family!r}; known: cnn, compressor, fcn, lstm, pvpitch, tcn, "
+            "wavenet, fir, wh, and the time-varying families (chorus, grainpitch)"
         )
     return module.eval()
 

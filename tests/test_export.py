@@ -303,9 +303,12 @@ def test_ir_wav_is_the_impulse_response(tmp_path):
             export_model(make(name), "ir", tmp_path / "x.wav", meta())
 
 
-def test_cnn_and_compressor_have_no_streaming_export(tmp_path):
+def test_cnn_compressor_and_pvpitch_have_no_streaming_export(tmp_path):
     compressor = build_model({"family": "compressor", "sample_rate": SR})
+    pvpitch = build_model({"family": "pvpitch", "n_fft": 64, "hop": 8})
     for fmt in ("onnx", "torchscript"):
+        with pytest.raises(ExportError, match="phase-vocoder stream.*Formats this model can use: none"):
+            export_model(pvpitch, fmt, tmp_path / "m", meta())
         with pytest.raises(ExportError, match="pooling window.*Formats this model can use: none"):
             export_model(make("cnn"), fmt, tmp_path / "m", meta())
         with pytest.raises(ExportError, match="per-sample recursion run by numba.*Formats this model can use: none"):
