@@ -181,6 +181,43 @@ def test_verdict_follows_the_tenfold_rule():
     assert verdict({"esr": 0.25, "baseline_esr": 0.0, "models_effect": False})[0] == "gain-only"
 
 
+def test_verdict_of_a_spectral_model_is_by_mrstft():
+    """Pitch shifters (``spectral_output``) are judged by MR-STFT, 3x below doing nothing."""
+    m = {"esr": 1.9, "baseline_esr": 1.0, "models_effect": False, "mrstft": 0.5, "baseline_mrstft": 2.0}
+    level, text = verdict(m, spectral=True)
+    assert level == "good" and "4.0× smaller" in text and "asks for 3×" in text and "not by ESR" in text
+    assert verdict(m)[0] == "bad"  # by ESR the same figures fail
+    level, text = verdict({**m, "mrstft": 1.0}, spectral=True)
+    assert level == "partial" and "2.0×" in text and "to 0.667" in text
+    assert verdict({**m, "mrstft": 2.5}, spectral=True)[0] == "bad"
+
+
+def test_evaluate_judges_a_pitch_shifter_by_mrstft(tmp_path):
+    """A pvpitch model against pairs rendered by a pvpitch of other output gains."""
+    sr = 8000
+    truth = build_model({"family": "pvpitch", "n_fft": 64, "hop": 8})
+    model = build_model({"family": "pvpitch", "n_fft": 64, "hop": 8})
+    with torch.no_grad():
+        truth.log_gain.copy_(torch.linspace(0.0, -1.0, truth.cfg.bins))
+        model.log_gain.copy_(torch.linspace(0.1, -0.9, model.cfg.bins))
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "pairs"
+    for name in ("a", "b"):
+        clean = (0.3 * rng.standard_normal(sr)).astype(np.float32)
+        with torch.no_grad():
+            target = truth(torch.from_numpy(clean).view(1, 1, -1))[0].view(-1).numpy()
+        folder.mkdir(exist_ok=True)
+        sf.write(folder / f"{name}_clean.wav", clean, sr, subtype="FLOAT")
+        sf.write(folder / f"{name}_processed.wav", target, sr, subtype="FLOAT")
+    ckpt = tmp_path / "pv.pt"
+    save_checkpoint(ckpt, Checkpoint(model_config_dict(model), model.state_dict(), sr, 1))
+    report = evaluate(ckpt, folder, tmp_path / "eval", write_audio=False, plots=False)
+    doc = json.loads(report.metrics_json.read_text())
+    assert doc["judged_by"] == "mrstft" and report.verdict_level == "good", report.verdict
+    assert report.overall["mrstft"] * 3 <= report.overall["baseline_mrstft"]
+    assert "MR-STFT distance" in report.report_html.read_text()
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -31,6 +31,9 @@ class EffectModel(nn.Module):
     # Output depends on stream time (an LFO, a read head): training windows pass their
     # track position to ``forward(x, start=...)`` (fxdist.models.timevarying).
     time_varying: ClassVar[bool] = False
+    # The output need not follow the target's waveform (a pitch shifter's phases differ from
+    # another's): ``fxdist evaluate`` judges it by MR-STFT distance instead of ESR.
+    spectral_output: ClassVar[bool] = False
 
     def __init__(self, cfg: Any):
         super().__init__()

@@ -61,6 +61,7 @@ class GrainPitchModel(TimeVaryingModel):
     family = "grainpitch"
     config_cls = GrainPitchConfig
     stateful = False
+    spectral_output = True
 
     def __init__(self, cfg: GrainPitchConfig):
         super().__init__(cfg)

@@ -83,6 +83,7 @@ class PVPitchModel(EffectModel):
     family = "pvpitch"
     config_cls = PVPitchConfig
     stateful = True
+    spectral_output = True
 
     def __init__(self, cfg: PVPitchConfig):
         super().__init__(cfg)
