@@ -110,6 +110,20 @@ class EffectModel(nn.Module):
         y, _ = self.forward(full)
         return y, full[..., full.shape[-1] - hist_len :]
 
+    def _process_recurrent(self, x: Tensor, stream_state: Any, as_state: Any = None) -> tuple[Tensor, Any]:
+        """``process`` of a recurrent family (receptive field 1, all history in the state):
+        forward itself; an empty block passes the state on, checked by ``as_state(state,
+        batch)`` when given."""
+        self._check_shape(x)
+        if x.shape[-1] == 0:
+            batch = x.shape[0]
+            if stream_state is None:
+                state = self.initial_state(batch, x.device)
+            else:
+                state = stream_state if as_state is None else as_state(stream_state, batch)
+            return x.new_zeros(batch, 1, 0), state
+        return self.forward(x, stream_state)
+
     # --- reporting -----------------------------------------------------------------
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -78,11 +78,7 @@ class LSTMModel(EffectModel):
 
     def process(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
         """Streaming is forward itself (receptive field 1); empty blocks pass the state on."""
-        self._check_shape(x)
-        if x.shape[-1] == 0:
-            state = self.initial_state(x.shape[0], x.device) if stream_state is None else stream_state
-            return x.new_zeros(x.shape[0], 1, 0), state
-        return self.forward(x, stream_state)
+        return self._process_recurrent(x, stream_state)
 
     def macs_per_sample(self) -> int:
         gates = 4 if self.cfg.cell == "lstm" else 3

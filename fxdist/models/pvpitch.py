@@ -175,12 +175,7 @@ class PVPitchModel(EffectModel):
 
     def process(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
         """Streaming is forward itself (receptive field 1); empty blocks pass the state on."""
-        self._check_shape(x)
-        if x.shape[-1] == 0:
-            batch = x.shape[0]
-            state = self.initial_state(batch, x.device) if stream_state is None else self._as_state(stream_state, batch)
-            return x.new_zeros(batch, 1, 0), state
-        return self.forward(x, stream_state)
+        return self._process_recurrent(x, stream_state, self._as_state)
 
     def macs_per_sample(self) -> int:
         """Per frame (every ``hop`` samples): analysis window N, rfft ~2 N log2 N, phase
