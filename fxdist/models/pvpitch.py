@@ -1,8 +1,7 @@
 """Family ``pvpitch``: gray-box phase-vocoder pitch shifter with a learnt output spectrum.
 
-Rubber Band (pedalboard's ``PitchShift``) and most studio pitch shifters are phase vocoders,
-so this model is one, in the time-compress-then-resample form, done grain by grain. With
-ratio r = 2^(semitones / 12), window w_N (periodic Hann, N = ``n_fft``) and hop H:
+Rubber Band (pedalboard's ``PitchShift``) is a phase vocoder, so this model is one, in the
+time-compress-then-resample form, done grain by grain. With ratio r = 2^(semitones / 12), window w_N (periodic Hann, N = ``n_fft``) and hop H:
 
     frame f ends at stream time e_f, a multiple of H:   X_f = rfft(w_N * x[e_f - N : e_f])
     true frequency of bin k (rad/sample):  om_fk = 2 pi k / N + princarg(arg X_fk - arg X_(f-1)k - 2 pi k H / N) / H
@@ -193,7 +192,7 @@ class PVPitchModel(EffectModel):
 
 
 @torch.no_grad()
-def fit_pvpitch(model: PVPitchModel, pairs: Sequence[tuple[np.ndarray, np.ndarray]], max_seconds_of_frames: int = 4_000_000,
+def fit_pvpitch(model: PVPitchModel, pairs: Sequence[tuple[np.ndarray, np.ndarray]], max_samples: int = 4_000_000,
                 log: Any = print) -> dict[str, float]:
     """Set ``model.log_gain`` so the output's log magnitude matches the target's, bin by bin.
 
@@ -201,7 +200,7 @@ def fit_pvpitch(model: PVPitchModel, pairs: Sequence[tuple[np.ndarray, np.ndarra
     output and target with the grain's size M (Hann, hop M/4; bin k at k sr / M, as the
     gains), and sets log G_k = mean over frames of (log max(|T|, floor) - log max(|P|, floor))
     where either is above the floor (the MR-STFT distance's 1e-4). Uses at most
-    ``max_seconds_of_frames`` samples in all. Returns a summary for the log.
+    ``max_samples`` samples in all. Returns a summary for the log.
     """
     cfg = model.cfg
     m, k = cfg.grain, cfg.bins
@@ -211,9 +210,9 @@ def fit_pvpitch(model: PVPitchModel, pairs: Sequence[tuple[np.ndarray, np.ndarra
     count = torch.zeros(k, dtype=torch.float64)
     used = 0
     for clean, target in pairs:
-        if used >= max_seconds_of_frames:
+        if used >= max_samples:
             break
-        take = min(len(clean), max_seconds_of_frames - used)
+        take = min(len(clean), max_samples - used)
         if take <= m:
             continue
         used += take
