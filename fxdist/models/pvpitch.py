@@ -1,7 +1,8 @@
 """Family ``pvpitch``: gray-box phase-vocoder pitch shifter with a learnt output spectrum.
 
 Rubber Band (pedalboard's ``PitchShift``) is a phase vocoder, so this model is one, in the
-time-compress-then-resample form, done grain by grain. With ratio r = 2^(semitones / 12), window w_N (periodic Hann, N = ``n_fft``) and hop H:
+time-compress-then-resample form, done grain by grain. With ratio r = 2^(semitones / 12),
+window w_N (periodic Hann, N = ``n_fft``) and hop H:
 
     frame f ends at stream time e_f, a multiple of H:   X_f = rfft(w_N * x[e_f - N : e_f])
     true frequency of bin k (rad/sample):  om_fk = 2 pi k / N + princarg(arg X_fk - arg X_(f-1)k - 2 pi k H / N) / H
