@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="checkpoint (.pt) written by fxdist train")
     p.add_argument("input", help="input audio file")
     p.add_argument("output", help="output audio file (.wav/.flac/...)")
-    p.add_argument("--block", type=int, default=4096, help="block size in samples (output is identical for any size)")
+    p.add_argument("--block", type=int, default=4096, help="block size in samples (the output does not depend on it; pvpitch: within ~1e-6, its phase sums round differently)")
     p.add_argument("--subtype", default="FLOAT", help="output sample format: FLOAT, PCM_24, PCM_16 (default FLOAT)")
     p.add_argument("--resample", action="store_true", help="resample input whose rate differs from the model's (default: refuse)")
     p.set_defaults(func=_process)
