@@ -89,7 +89,7 @@ from typing import Any, Literal
 
 from fxdist.config import apply_overrides, from_dict, load_yaml, to_dict
 from fxdist.errors import ClusterError, ConfigError
-from fxdist.fsutil import atomic_path, write_text_atomic
+from fxdist.fsutil import atomic_path, write_bytes_atomic, write_text_atomic
 
 SPEC_FILE = "fxdist-sweep.json"
 CRASH_ENV = "FXDIST_SWEEP_CRASH_AT_STEP"
@@ -551,21 +551,33 @@ def _require_experiment(exp: str) -> None:
         )
 
 
-def _write_text(path: str, text: str) -> None:
+def _write_bytes(path: str, data: bytes) -> None:
     fs, fs_path = _fs(path)
     if "://" not in path:
-        write_text_atomic(fs_path, text)
+        write_bytes_atomic(fs_path, data)
         return
     with fs.open_output_stream(fs_path) as out:
-        out.write(text.encode())
+        out.write(data)
 
 
-def _read_text(path: str) -> str | None:
+def _write_text(path: str, text: str) -> None:
+    _write_bytes(path, text.encode())
+
+
+def _read_bytes(path: str) -> bytes | None:
     fs, fs_path = _fs(path)
     try:
         with fs.open_input_stream(fs_path) as src:
-            return src.read().decode()
-    except (OSError, ValueError):  # missing (FileNotFoundError/OSError, per filesystem) or not text
+            return src.read()
+    except (OSError, ValueError):  # missing (FileNotFoundError/OSError, per filesystem)
+        return None
+
+
+def _read_text(path: str) -> str | None:
+    data = _read_bytes(path)
+    try:
+        return None if data is None else data.decode()
+    except UnicodeDecodeError:
         return None
 
 
@@ -1045,12 +1057,23 @@ def _prune_after_pbt(exp: str, cfg: SweepConfig) -> None:
             fs.delete_dir(_join(trial_path, name))
 
 
-STATE_BACKUP_DIR = ".fxdist-state"  # in the experiment folder: the last complete experiment state
+STATE_BACKUP_DIR = ".fxdist-state"  # in the experiment folder: the last complete driver state
 STATE_BACKUP_EVERY_S = 5.0
+# Ray's driver state in the experiment folder, as (file pattern, format, what it is); Ray
+# restores each from the newest file of its pattern. A driver killed while it writes or
+# syncs one leaves it empty or cut off: Tune then cannot restore the run (a cut search
+# state makes it restart the whole sweep from scratch).
+STATE_FILES = (
+    ("experiment_state-*.json", "json", "experiment state"),
+    ("basic-variant-state-*.json", "pickle", "search state"),
+    ("search_gen_state-*.json", "pickle", "search state"),
+    ("searcher-state-*.pkl", "pickle", "searcher state"),
+    ("callback-states-*.pkl", "pickle", "callback state"),
+)
 
 
-def _newest_state_file(exp: str) -> str | None:
-    """Name of the experiment state file Ray restores from (the newest by name, as Ray picks it)."""
+def _newest_state_file(exp: str, pattern: str = "experiment_state-*.json") -> str | None:
+    """Name of the newest file matching ``pattern`` in ``exp`` (by name, as Ray picks it)."""
     import fnmatch
 
     import pyarrow.fs as pafs
@@ -1060,64 +1083,83 @@ def _newest_state_file(exp: str) -> str | None:
         infos = fs.get_file_info(pafs.FileSelector(fs_path, allow_not_found=True))
     except (OSError, ValueError):
         return None
-    names = fnmatch.filter([i.base_name for i in infos if i.type == pafs.FileType.File], "experiment_state-*.json")
+    names = fnmatch.filter([i.base_name for i in infos if i.type == pafs.FileType.File], pattern)
     return max(names) if names else None
 
 
-def _complete_json(text: str | None) -> bool:
-    if not text:
+def _complete(data: bytes | None, fmt: str) -> bool:
+    """Whether ``data`` is a whole JSON document or a whole pickle (scanned to its STOP
+    opcode without building any object)."""
+    if not data:
         return False
+    if fmt == "json":
+        try:
+            json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+        return True
+    import pickletools
+
     try:
-        json.loads(text)
-    except json.JSONDecodeError:
+        last = None
+        for last, _arg, _pos in pickletools.genops(data):
+            pass
+    except Exception:  # noqa: BLE001  (genops raises ValueError, EOFError, ... on a cut stream)
         return False
-    return True
+    return last is not None and last.name == "STOP"
 
 
 def _state_backup_callback(exp: str):
-    """A Tune callback that copies the experiment state to ``<exp>/.fxdist-state/`` each time
-    it has changed and reads as complete JSON (every ``STATE_BACKUP_EVERY_S`` at most).
+    """A Tune callback that copies each of Ray's driver state files (``STATE_FILES``) to
+    ``<exp>/.fxdist-state/`` each time it has changed and reads as complete (checked every
+    ``STATE_BACKUP_EVERY_S`` at most).
 
-    Ray writes the state in place (no temp file + rename), so a driver killed while it
-    writes leaves an empty or cut file that ``Tuner.restore`` cannot read; ``resume`` then
-    puts this copy back (``_restore_state_backup``).
+    Ray writes some in place and syncs all of them to the storage without temp file +
+    rename, so a driver killed at the wrong moment leaves an empty or cut file that
+    ``Tuner.restore`` cannot read; ``resume`` then puts these copies back
+    (``_restore_state_backup``).
     """
     from ray.tune import Callback
 
     class _StateBackup(Callback):
         def __init__(self):
             self.last_check = -math.inf
-            self.last_text: str | None = None
+            self.last_data: dict[str, bytes] = {}
 
         def on_step_end(self, iteration: int, trials: list, **info) -> None:
             now = time.monotonic()
             if now - self.last_check < STATE_BACKUP_EVERY_S:
                 return
             self.last_check = now
-            name = _newest_state_file(exp)
-            text = _read_text(_join(exp, name)) if name else None
-            if text != self.last_text and _complete_json(text):
-                _write_text(_join(exp, STATE_BACKUP_DIR, name), text)
-                self.last_text = text
+            for pattern, fmt, _what in STATE_FILES:
+                name = _newest_state_file(exp, pattern)
+                data = _read_bytes(_join(exp, name)) if name else None
+                if data is not None and data != self.last_data.get(pattern) and _complete(data, fmt):
+                    _write_bytes(_join(exp, STATE_BACKUP_DIR, name), data)
+                    self.last_data[pattern] = data
 
     return _StateBackup()
 
 
 def _restore_state_backup(exp: str) -> bool:
-    """If the newest experiment state does not read as complete JSON (a driver killed while
-    Ray wrote it), put back the last complete copy the sweep saved. Returns whether it did."""
-    name = _newest_state_file(exp)
-    if name is None or _complete_json(_read_text(_join(exp, name))):
-        return False
-    backup = _read_text(_join(exp, STATE_BACKUP_DIR, name))
-    if not _complete_json(backup):
-        raise ClusterError(
-            f"{_join(exp, name)}: the experiment state is empty or cut off (the driver was killed while writing "
-            f"it) and there is no complete copy in {_join(exp, STATE_BACKUP_DIR)}"
-        )
-    _write_text(_join(exp, name), backup)
-    logging.getLogger(__name__).warning("%s was cut off; restored the last complete copy from %s", name, STATE_BACKUP_DIR)
-    return True
+    """For each of Ray's driver state files whose newest copy is empty or cut off (a driver
+    killed while Ray wrote it), put back the last complete copy the sweep saved. Returns
+    whether it restored any; ClusterError names a cut file that has no complete copy."""
+    restored = False
+    for pattern, fmt, what in STATE_FILES:
+        name = _newest_state_file(exp, pattern)
+        if name is None or _complete(_read_bytes(_join(exp, name)), fmt):
+            continue
+        backup = _read_bytes(_join(exp, STATE_BACKUP_DIR, name))
+        if not _complete(backup, fmt):
+            raise ClusterError(
+                f"{_join(exp, name)}: the {what} is empty or cut off (the driver was killed while writing "
+                f"it) and there is no complete copy in {_join(exp, STATE_BACKUP_DIR)}"
+            )
+        _write_bytes(_join(exp, name), backup)
+        logging.getLogger(__name__).warning("%s was cut off; restored the last complete copy from %s", name, STATE_BACKUP_DIR)
+        restored = True
+    return restored
 
 
 def _fit(tuner) -> None:

@@ -197,8 +197,9 @@ def test_killed_driver_resumes_unfinished_trials_only(ray_session, tiny_shards, 
     assert [r["step"] for r in short_rows] == [20, 40]  # finished before the kill
     before = results(long)
     assert before[-1]["step"] < 400
-    # the sweep kept a complete copy of Ray's experiment state, for a state cut off by the kill
+    # the sweep kept complete copies of Ray's experiment and search states, for a file cut off by the kill
     assert list((exp / STATE_BACKUP_DIR).glob("experiment_state-*.json"))
+    assert list((exp / STATE_BACKUP_DIR).glob("basic-variant-state-*.json"))
 
     outcome = resume(exp)
 
@@ -350,6 +351,26 @@ def test_a_cut_off_experiment_state_is_restored_from_the_sweeps_copy(tmp_path):
     assert _restore_state_backup(str(tmp_path)) is True
     assert json.loads(new.read_text()) == {"trial_data": []} and old.read_text() == '{"old": 1}'
     assert _restore_state_backup(str(tmp_path)) is False  # complete now: left alone
+
+
+def test_a_cut_off_search_state_is_restored_too(tmp_path):
+    """The search algorithm's state is a pickle synced to the storage; CI once saw it empty
+    after the kill, and Tune then restarted the whole sweep. resume puts the copy back."""
+    import pickle
+
+    from fxdist.tune import _complete
+
+    state = pickle.dumps({"iterators": [1, 2, 3], "name": "basic"})
+    assert _complete(state, "pickle") and not _complete(state[:-1], "pickle") and not _complete(b"", "pickle")
+    assert not _complete(state[: len(state) // 2], "pickle")
+    cut = tmp_path / "basic-variant-state-2026-11-25_03-32-48.json"
+    cut.write_bytes(state[:5])
+    with pytest.raises(ClusterError, match=f"{cut.name}: the search state is empty or cut off"):
+        _restore_state_backup(str(tmp_path))
+    (tmp_path / STATE_BACKUP_DIR).mkdir()
+    (tmp_path / STATE_BACKUP_DIR / cut.name).write_bytes(state)
+    assert _restore_state_backup(str(tmp_path)) is True
+    assert pickle.loads(cut.read_bytes()) == {"iterators": [1, 2, 3], "name": "basic"}
 
 
 def test_retarget_optimizer_applies_a_new_lr(tiny_shards, tmp_path):
