@@ -479,40 +479,34 @@ class _NaiveStream(StreamingModule):
         return [torch.zeros(batch, 1, self.hist)]
 
 
-class _CompressorStream(StreamingModule):
-    """compressor: state [detector level (B, 1) float64]; runs the model's numba detector."""
-
-    unscriptable = "compressor: its level detector is a per-sample recursion run by numba and cannot be scripted"
-
-    def __init__(self, model: EffectModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        y, level = self.model.process(x, state[0])
-        return y, [level]
-
-    def initial_state(self, batch: int) -> List[Tensor]:
-        return [self.model.initial_state(batch)]
+# Families streamed by the model's own ``process`` (their state holds all history), with why
+# that stream has no TorchScript/ONNX form.
+_PROCESS_STREAMED = {
+    "compressor": "compressor: its level detector is a per-sample recursion run by numba and cannot be scripted",
+    "pvpitch": ("pvpitch: its phase-vocoder stream (per-lane frame offsets, FFT grains placed by scatter) "
+                "has no TorchScript/ONNX form in fxdist yet and cannot be scripted"),
+}
 
 
-class _PVPitchStream(StreamingModule):
-    """pvpitch: state [last inputs (B, N), analysis and synthesis phases (B, K) float64,
-    overlap-add tail (B, M), position (B,) int64]; runs the model's own forward."""
+def _state_list(state) -> List[Tensor]:
+    return list(state) if isinstance(state, (tuple, list)) else [state]
 
-    unscriptable = ("pvpitch: its phase-vocoder stream (per-lane frame offsets, FFT grains placed by scatter) "
-                    "has no TorchScript/ONNX form in fxdist yet and cannot be scripted")
+
+class _ProcessStream(StreamingModule):
+    """compressor (state [detector level (B, 1) float64]) and pvpitch (state [last inputs,
+    analysis and synthesis phases, overlap-add tail, position]): runs ``model.process``."""
 
     def __init__(self, model: EffectModel):
         super().__init__()
         self.model = model
+        self.unscriptable = _PROCESS_STREAMED[model.family]
 
     def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
         y, new = self.model.process(x, tuple(state))
-        return y, list(new)
+        return y, _state_list(new)
 
     def initial_state(self, batch: int) -> List[Tensor]:
-        return list(self.model.initial_state(batch))
+        return _state_list(self.model.initial_state(batch))
 
 
 def stream_module(model: EffectModel, conv_as: str = "matmul") -> StreamingModule:
@@ -533,10 +527,8 @@ def stream_module(model: EffectModel, conv_as: str = "matmul") -> StreamingModul
         module = _NaiveStream(model)
     elif family == "fir":
         module = _FIRStream(model)
-    elif family == "compressor":
-        module = _CompressorStream(model)
-    elif family == "pvpitch":
-        module = _PVPitchStream(model)
+    elif family in _PROCESS_STREAMED:
+        module = _ProcessStream(model)
     elif family == "wh":
         module = _WHStream(model)
     elif model.time_varying:
