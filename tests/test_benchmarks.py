@@ -57,6 +57,8 @@ def test_quality_quick(tmp_path):
     for effect in ("distortion", "lowpass", "pitch", "chorus", "compression"):
         assert f"| {effect} |" in table
     assert table.count("PASS") + table.count("MISS") == 5
+    pitch_row = next(line for line in table.splitlines() if line.startswith("| pitch |"))
+    assert pitch_row.split(" | ")[10].endswith("x"), pitch_row  # the effect-itself reference, MR-STFT rows only
     merged = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--merge", str(tmp_path / "rows.json")],
         cwd=REPO, capture_output=True, text=True, timeout=60,
@@ -96,3 +98,17 @@ def test_quality_verdict_needs_every_test_material():
     assert verdict(("mrstft", 2.0), {**pooled, "by_material": {"pluck": good, "struck": bad}})[1] == "PASS"
     assert per_material(("esr", 0.01), {**pooled, "by_material": {"pluck": good, "struck": bad}}) == "0.004 / 0.02"
     assert per_material(("mrstft", 3.0), {**pooled, "by_material": {"pluck": good, "struck": bad}}) == "4x / 2x"
+
+
+def test_effect_itself_is_exact_for_an_lti_preset_and_not_for_the_pitch_shifter():
+    """The reference row renders the test input again, delayed; a filter is shift-invariant
+    (distance ~0), Rubber Band's frame grid is not (clearly above 0)."""
+    from benchmarks.quality import effect_itself, make_test
+
+    sr = 16000
+    for effect, check in (("lowpass", lambda d: d < 1e-3), ("pitch", lambda d: d > 0.05)):
+        tests = [t for t in make_test(effect, sr, 1.5) if t[0].endswith("s101") or t[0].endswith("s201")]
+        got = effect_itself(effect, tests, sr, shift=64)
+        assert set(got["by_material"]) == {"pluck", "struck"}
+        assert check(got["mrstft"]), (effect, got)
+        assert got["baseline_mrstft"] > 0.1, (effect, got)
