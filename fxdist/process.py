@@ -33,18 +33,24 @@ class ProcessReport:
 
 @torch.no_grad()
 def process_array(model, audio: np.ndarray, block_size: int = 4096) -> np.ndarray:
-    """Process (C, N) float32 audio; channels run as independent batch lanes -> (C, N)."""
+    """Process (C, N) float32 audio; channels run as independent batch lanes -> (C, N).
+
+    The output is moved ``model.latency`` samples earlier, as a host compensates a plugin's
+    latency offline (the input runs on into that many zeros)."""
     if block_size <= 0:
         raise ValueError(f"block_size must be > 0, got {block_size}")
+    if audio.shape[-1] == 0:
+        return np.zeros_like(audio, dtype=np.float32)
+    latency = model.latency
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[:, None, :]
+    if latency:
+        x = torch.cat([x, x.new_zeros(*x.shape[:-1], latency)], dim=-1)
     state = None
     out = []
     for start in range(0, x.shape[-1], block_size):
         y, state = model.process(x[..., start : start + block_size], state)
         out.append(y)
-    if not out:
-        return np.zeros_like(audio, dtype=np.float32)
-    return torch.cat(out, dim=-1)[:, 0, :].numpy()
+    return torch.cat(out, dim=-1)[:, 0, latency:].numpy()
 
 
 def process_file(

@@ -545,14 +545,16 @@ class Streamer:
     """Block-by-block processing with cached state: ``y = streamer(x)`` for x (B, 1, T), any T >= 0.
 
     The output equals ``model.forward`` over the whole signal preceded by silence (conv
-    models) or from a zero state (recurrent). ``scripted=True`` runs a TorchScript compile of
-    the streaming module (less Python overhead per block; not for ``cnn``).
+    models) or from a zero state (recurrent), so it trails offline rendering by ``latency``
+    samples (``EffectModel.latency``; a host would report it). ``scripted=True`` runs a
+    TorchScript compile of the streaming module (less Python overhead per block; not for ``cnn``).
     """
 
     def __init__(self, model: EffectModel, batch: int = 1, scripted: bool = False):
         if batch < 1:
             raise ModelError(f"streamer batch must be >= 1, got {batch}")
         self.family = model.family
+        self.latency = model.latency
         self.batch = batch
         module = stream_module(model)
         if scripted:

@@ -48,6 +48,18 @@ class EffectModel(nn.Module):
         raise NotImplementedError
 
     @property
+    def latency(self) -> int:
+        """Samples by which the output trails the effect it imitates (0 for most families).
+
+        A host compensates a plugin's reported latency when it renders offline (pedalboard
+        does so for Rubber Band's), so offline rendering (``fxdist.train.predict``,
+        ``fxdist.process.process_array``) runs this many zeros past the end of the input and
+        drops as many samples from the start of the output. Streaming (``process``,
+        ``fxdist.realtime``) cannot look ahead and keeps the delay.
+        """
+        return 0
+
+    @property
     def output_kind(self) -> str:
         """'regression' (forward's output is the prediction) or 'mol' (see wavenet)."""
         return "regression"
