@@ -22,7 +22,10 @@ state = (last N inputs (B, N), analysis and synthesis phase (B, K) float64, over
 (B, M), stream position (B,) int64). Zero state = silence before (arg 0 = 0). Streaming in
 any blocks equals one pass up to float rounding of the phase sums. The output does not
 follow the target's waveform (another vocoder's phases), so judge it by MR-STFT distance.
-Latency: a partial reaches the output about N / 2 + M / 2 samples after it entered.
+Latency: a partial reaches the output about N / 2 + M / 2 samples after it entered. The
+effect it imitates is usually rendered with its own latency compensated (pedalboard does so
+for Rubber Band), so ``fit`` also finds the alignment with the target (``latency``, kept in
+the weights as ``latency_samples``), which offline rendering compensates (``EffectModel.latency``); streaming keeps the delay.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class PVPitchModel(EffectModel):
     def __init__(self, cfg: PVPitchConfig):
         super().__init__(cfg)
         self.log_gain = nn.Parameter(torch.zeros(cfg.bins))
+        self.register_buffer("latency_samples", torch.zeros((), dtype=torch.long))  # EffectModel.latency
         n, m = cfg.n_fft, cfg.grain
         self.register_buffer("window", torch.hann_window(n, periodic=True), persistent=False)
         scale = (m / n) * 8.0 * cfg.hop / (3.0 * m)  # resampled amplitude, Hann^2 overlap-add sum
@@ -98,6 +102,16 @@ class PVPitchModel(EffectModel):
     @property
     def receptive_field(self) -> int:
         return 1
+
+    @property
+    def latency(self) -> int:
+        """Set by ``fit`` (0 .. N + M in steps of H) and kept in the weights (``latency_samples``)."""
+        return int(self.latency_samples)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints from before the fitted latency hold none: they rendered uncompensated
+        state_dict.setdefault(prefix + "latency_samples", torch.zeros((), dtype=torch.long))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # --- state -------------------------------------------------------------------------
     def initial_state(self, batch: int, device: Any = None) -> tuple[Tensor, ...]:
@@ -188,21 +202,65 @@ class PVPitchModel(EffectModel):
     # --- direct fit ------------------------------------------------------------------------
     @torch.no_grad()
     def fit(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], log: Any = print) -> dict[str, float]:
-        """Set the output gains from whole (clean, target) tracks (see ``fit_pvpitch``)."""
+        """Set the output gains and the latency from whole (clean, target) tracks (see ``fit_pvpitch``)."""
         return fit_pvpitch(self, pairs, log=log)
 
 
 @torch.no_grad()
 def fit_pvpitch(model: PVPitchModel, pairs: Sequence[tuple[np.ndarray, np.ndarray]], max_samples: int = 4_000_000,
-                log: Any = print) -> dict[str, float]:
-    """Set ``model.log_gain`` so the output's log magnitude matches the target's, bin by bin.
+                align_samples: int = 1_440_000, log: Any = print) -> dict[str, float]:
+    """Set ``model.log_gain`` so the output's log magnitude matches the target's, bin by bin,
+    then ``model.latency_samples`` to the output's alignment with the target.
 
-    Runs the model with unit gains over each clean track (N,) from silence, takes STFTs of
-    output and target with the grain's size M (Hann, hop M/4; bin k at k sr / M, as the
-    gains), and sets log G_k = mean over frames of (log max(|T|, floor) - log max(|P|, floor))
-    where either is above the floor (the MR-STFT distance's 1e-4). Uses at most
-    ``max_samples`` samples in all. Returns a summary for the log.
+    Gains: runs the model with unit gains and no compensation over each clean track (N,) from
+    silence, takes STFTs of output and target with the grain's size M (Hann, hop M/4; bin k
+    at k sr / M, as the gains), and sets log G_k = mean over frames of
+    (log max(|T|, floor) - log max(|P|, floor)) where either is above the floor (the MR-STFT
+    distance's 1e-4). Uses at most ``max_samples`` samples in all.
+
+    Latency: with those gains, the shift L in 0, H, 2H .. N + M that minimises the mean
+    MR-STFT distance (``fxdist.metrics.mrstft_distance``) between the output moved L samples
+    earlier and the target, over at most ``align_samples`` samples of the first tracks; then
+    the gains again from the output moved L earlier. Returns a summary for the log.
     """
+    from fxdist.metrics import mrstft_distance
+
+    cfg = model.cfg
+    model.latency_samples.zero_()
+    log_gain, used = _fit_gains(model, pairs, max_samples, shift=0)
+
+    tracks, left = [], align_samples
+    for clean, target in pairs:
+        take = min(len(clean), left)
+        if take > cfg.n_fft + cfg.grain + 4096:  # room for every shift and the largest MR-STFT frame
+            tracks.append((_run(model, clean[:take]).numpy(), np.asarray(target[:take], dtype=np.float32)))
+            left -= take
+        if left <= 0:
+            break
+    scores: dict[int, float] = {}
+    for shift in range(0, cfg.n_fft + cfg.grain + 1, cfg.hop):
+        if tracks:
+            # (the distance does not use the sample rate)
+            scores[shift] = float(np.mean([mrstft_distance(p[shift:], t[: len(t) - shift], sr=0) for p, t in tracks]))
+    if scores:
+        model.latency_samples.fill_(min(scores, key=scores.get))
+        if model.latency:  # the gains again, output and target aligned
+            log_gain, used = _fit_gains(model, pairs, max_samples, shift=model.latency)
+
+    db = 20 * log_gain / math.log(10)
+    values = {"samples": float(used), "gain_db_median": float(db.median()), "gain_db_min": float(db.min()),
+              "gain_db_max": float(db.max()), "latency": float(model.latency)}
+    aligned = (f"latency {model.latency} samples (MR-STFT {scores[0]:.3f} unshifted, {scores[model.latency]:.3f} aligned)"
+               if scores else "latency 0 (no track long enough to align)")
+    log(f"pvpitch fit: {used} samples; output gain per bin {values['gain_db_min']:+.1f} .. {values['gain_db_max']:+.1f} dB "
+        f"(median {values['gain_db_median']:+.1f} dB); {aligned}")
+    return values
+
+
+def _fit_gains(model: PVPitchModel, pairs: Sequence[tuple[np.ndarray, np.ndarray]], max_samples: int,
+               shift: int) -> tuple[Tensor, int]:
+    """Set ``model.log_gain`` from the output moved ``shift`` samples earlier against the
+    target (see ``fit_pvpitch``); returns the unclamped log gains and the samples used."""
     cfg = model.cfg
     m, k = cfg.grain, cfg.bins
     model.log_gain.zero_()
@@ -214,12 +272,11 @@ def fit_pvpitch(model: PVPitchModel, pairs: Sequence[tuple[np.ndarray, np.ndarra
         if used >= max_samples:
             break
         take = min(len(clean), max_samples - used)
-        if take <= m:
+        if take <= m + shift:
             continue
         used += take
-        x = torch.from_numpy(np.ascontiguousarray(clean[:take], dtype=np.float32)).view(1, 1, -1)
-        pred = model(x.to(model.log_gain.device))[0].view(-1).double().cpu()
-        tgt = torch.from_numpy(np.ascontiguousarray(target[:take], dtype=np.float64))
+        pred = _run(model, clean[:take]).double()[shift:]
+        tgt = torch.from_numpy(np.ascontiguousarray(target[: take - shift], dtype=np.float64))
         stft = lambda s: torch.stft(s, m, m // 4, window=window, return_complex=True).abs()[:k]  # noqa: E731
         p, t = stft(pred), stft(tgt)
         active = (p > GAIN_FLOOR) | (t > GAIN_FLOOR)
@@ -230,9 +287,10 @@ def fit_pvpitch(model: PVPitchModel, pairs: Sequence[tuple[np.ndarray, np.ndarra
         raise ModelError(f"pvpitch fit: no track longer than the grain ({m} samples)")
     log_gain = torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))
     model.log_gain.copy_(log_gain.clamp(math.log(GAIN_FLOOR), -math.log(GAIN_FLOOR)).float())
-    db = 20 * log_gain / math.log(10)
-    values = {"samples": float(used), "gain_db_median": float(db.median()), "gain_db_min": float(db.min()),
-              "gain_db_max": float(db.max())}
-    log(f"pvpitch fit: {used} samples; output gain per bin {values['gain_db_min']:+.1f} .. {values['gain_db_max']:+.1f} dB "
-        f"(median {values['gain_db_median']:+.1f} dB)")
-    return values
+    return log_gain, used
+
+
+def _run(model: PVPitchModel, clean: np.ndarray) -> Tensor:
+    """The model's streaming output (N,) for a clean track (N,) from silence, uncompensated."""
+    x = torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32)).view(1, 1, -1)
+    return model(x.to(model.log_gain.device))[0].view(-1).cpu()

@@ -101,14 +101,16 @@ def test_streaming_lanes_and_streamer_equal_one_pass():
         Streamer(model, scripted=True)
 
 
-def test_fit_recovers_an_output_tone():
-    """Tracks rendered by the same vocoder with known gains: the fit finds them where the
-    signal has energy (the log-magnitude ratio per bin is exact for equal phases)."""
+def test_fit_recovers_an_output_tone_and_the_alignment():
+    """Tracks rendered offline by the same vocoder with known gains and a known latency (the
+    target leads the raw output by 48 samples): the fit finds both; the gains where the signal
+    has energy (the log-magnitude ratio per bin is exact for equal phases)."""
     truth = build_model({"family": "pvpitch", "n_fft": 128, "hop": 16})
     k = truth.cfg.bins
     want = torch.linspace(0.4, -1.5, k)
     with torch.no_grad():
         truth.log_gain.copy_(want)
+        truth.latency_samples.fill_(48)
     rng = np.random.default_rng(1)
     pairs = []
     for _ in range(2):
@@ -118,10 +120,31 @@ def test_fit_recovers_an_output_tone():
     lines = []
     values = model.fit(pairs, log=lines.append)
     assert lines and "pvpitch fit" in lines[0] and values["samples"] == 2 * SR
+    assert model.latency == values["latency"] == 48, lines
+    assert "latency 48 samples" in lines[0]
     got = model.log_gain.detach()
     assert (got[2:-2] - want[2:-2]).abs().max() < 0.05, (got - want).abs().max()
     with pytest.raises(ModelError, match="no track longer than the grain"):
         model.fit([(np.zeros(10, np.float32), np.zeros(10, np.float32))])
+
+
+def test_offline_rendering_compensates_the_latency_and_streaming_keeps_it():
+    """predict and process_array move the output ``latency`` samples earlier (running the input
+    on into zeros); the real-time streamer cannot look ahead and reports the delay instead."""
+    from fxdist.process import process_array
+
+    model = build_model(TINY)
+    model.latency_samples.fill_(40)
+    x = (torch.randn(1, 1, 3001) * 0.2)
+    with torch.no_grad():
+        raw = model(F.pad(x, (0, 40)))[0].view(-1).numpy()
+    streamer = Streamer(model)
+    assert streamer.latency == 40
+    streamed = torch.cat([streamer(x[..., :1000]), streamer(x[..., 1000:])], dim=-1).view(-1).numpy()
+    np.testing.assert_allclose(predict(model, x.view(-1).numpy(), block=700), raw[40:], atol=1e-6)
+    np.testing.assert_allclose(process_array(model, x.view(1, -1).numpy(), block_size=333)[0], raw[40:], atol=1e-6)
+    np.testing.assert_allclose(streamed, raw[:3001], atol=1e-6)
+    assert predict(model, np.zeros(0, np.float32)).shape == (0,)
 
 
 def test_preset_checkpoint_round_trip(tmp_path):
@@ -130,6 +153,7 @@ def test_preset_checkpoint_round_trip(tmp_path):
     assert model.cfg.grain == 1024 and model.cfg.bins == 257 and model.receptive_field == 1
     with torch.no_grad():
         model.log_gain.copy_(torch.linspace(0, -2, 257))
+        model.latency_samples.fill_(320)
     path = tmp_path / "pv.pt"
     save_checkpoint(path, Checkpoint(model_config=model_config_dict(model), model_state=model.state_dict(),
                                      sample_rate=48000, receptive_field=1))
@@ -137,6 +161,12 @@ def test_preset_checkpoint_round_trip(tmp_path):
     x = torch.randn(1, 1, 3000) * 0.2
     with torch.no_grad():
         assert torch.equal(loaded(x)[0], model(x)[0])
+    assert loaded.latency == 320
+    # a checkpoint from before the fitted latency (no latency_samples) renders uncompensated
+    older = {k: v for k, v in model.state_dict().items() if k != "latency_samples"}
+    save_checkpoint(path, Checkpoint(model_config=model_config_dict(model), model_state=older,
+                                     sample_rate=48000, receptive_field=1))
+    assert load_model(path)[0].latency == 0
 
 
 def test_macs_count_one_frame_per_hop():
