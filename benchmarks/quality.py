@@ -166,7 +166,7 @@ COLUMNS = ("effect", "model", "params", "train s", "test ESR", "do-nothing ESR",
 # Rows judged by MR-STFT also score the effect against itself: the same preset rendering the
 # test input delayed by SELF_SHIFT samples, its output moved back into place. A deterministic
 # LTI effect matches itself exactly; a phase vocoder does not (its frame grid moves with the
-# input), which bounds what any model with its own frame grid can reach.
+# input): a reference for what a model with a frame grid of its own can be expected to reach.
 SELF_SHIFT = 64
 
 

@@ -24,8 +24,9 @@ any blocks equals one pass up to float rounding of the phase sums. The output do
 follow the target's waveform (another vocoder's phases), so judge it by MR-STFT distance.
 Latency: a partial reaches the output about N / 2 + M / 2 samples after it entered. The
 effect it imitates is usually rendered with its own latency compensated (pedalboard does so
-for Rubber Band), so ``fit`` also finds the alignment with the target (``latency``, kept in
-the weights as ``latency_samples``), which offline rendering compensates (``EffectModel.latency``); streaming keeps the delay.
+for Rubber Band), so ``fit`` also finds the shift that aligns output and target
+(``latency``, kept in the weights as ``latency_samples``). Offline rendering compensates it
+(``EffectModel.latency``); streaming keeps the delay.
 """
 
 from __future__ import annotations
