@@ -415,6 +415,11 @@ def make_test(effect: str, sr: int, seconds: float) -> list[tuple[str, np.ndarra
     return out
 
 
+def material_of(name: str) -> str:
+    """The material of a ``make_test`` track name: ``pluck-s101`` -> ``pluck``."""
+    return name.rsplit("-s", 1)[0]
+
+
 # ---------------------------------------------------------------------------- training
 
 
@@ -592,7 +597,7 @@ def evaluate(best: Path, tests: list[tuple[str, np.ndarray, np.ndarray]], sr: in
         mr, mr_base = mrstft_distance(p, t, sr), mrstft_distance(best_gain(c, t) * c, t, sr)
         print(f"  test {name}: ESR {float(((t - p) ** 2).sum()) / float(t @ t):.5f}, MR-STFT {mr:.4f} "
               f"(do-nothing {mr_base:.4f})")
-        for key in ("all", name.rsplit("-s", 1)[0]):
+        for key in ("all", material_of(name)):
             acc = sums.setdefault(key, {"err": 0.0, "sig": 0.0, "cc": 0.0, "ct": 0.0, "mr": [], "mr_base": []})
             acc["err"] += float(((t - p) ** 2).sum())
             acc["sig"] += float(t @ t)
@@ -627,7 +632,7 @@ def effect_itself(effect: str, tests: list[tuple[str, np.ndarray, np.ndarray]], 
         c, t = clean.astype(np.float64), target.astype(np.float64)
         mr, mr_base = mrstft_distance(again, t, sr), mrstft_distance(best_gain(c, t) * c, t, sr)
         print(f"  effect itself, input {shift} samples later, on {name}: MR-STFT {mr:.4f} (do-nothing {mr_base:.4f})")
-        for key in ("all", name.rsplit("-s", 1)[0]):
+        for key in ("all", material_of(name)):
             acc = sums.setdefault(key, {"mr": [], "mr_base": []})
             acc["mr"].append(mr)
             acc["mr_base"].append(mr_base)
