@@ -63,6 +63,15 @@ a measurement; the activation memory of these models is linear in the batch.
 ``--quick``: smaller batches and windows, 2 steps, both models, workers forked from a
 forkserver that has torch imported (``--start-method``; spawn otherwise), no allocator spot
 check; 15-30 s on 2 shared cores.
+
+A run whose workers have not exited after ``--run-timeout`` seconds (60 with ``--quick``) is
+reported as STALLED: the workers print their Python stacks to stderr (faulthandler, on
+SIGUSR1) and are killed, and the run starts once more. Results are kept when every rank had
+written them before it stalled. Two CI runs hung here at N = 2 until the test's 300 s timeout,
+the gloo group's 120 s timeout notwithstanding. The cause, caught with these stacks and gdb:
+a worker freed its DDP after ``destroy_process_group``, so the group's destructor ran from
+DDP's Reducer holding the GIL, and joined a gloo thread that waited for the GIL to free its
+last work item. Workers now free DDP first (``worker``).
 """
 
 from __future__ import annotations
@@ -71,9 +80,12 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import faulthandler
+import gc
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -101,6 +113,8 @@ MIB = 2**20
 HEADER = "PEAK MEMORY PER WORKER"
 MMAP_THRESHOLD = 128 * 1024  # bytes; glibc serves larger allocations with mmap and returns them on free
 GROUP_TIMEOUT_S = 120  # seconds a worker waits for the others at init and at each collective
+# seconds the driver waits for one run's workers to exit (--run-timeout): quick runs take 1-5 s here
+RUN_TIMEOUT_S = {"quick": 60, "full": 3600}  # quick: below GROUP_TIMEOUT_S, so a stall is caught here first
 # model -> (global batch, window) for a full run and for --quick
 DEFAULTS = {
     "cnn-5k": ((8, 5000 + 63), (4, 5000 + 15)),
@@ -203,8 +217,14 @@ def warm_up(world: int) -> None:
         dist.all_reduce(torch.ones(4))
 
 
+def arm_stack_dump() -> None:
+    """Print this process's Python stacks to stderr on SIGUSR1 (the driver's request to a stalled run)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 def worker(rank: int, world: int, setup: Setup, port: int, out_dir: str) -> None:
     """One data-parallel worker: measure base, build, train ``setup.steps`` steps, write rank.json."""
+    arm_stack_dump()
     torch.set_num_threads(setup.threads)
     rss_imported = proc_status_kib("VmRSS")
     if world > 1:
@@ -224,13 +244,19 @@ def worker(rank: int, world: int, setup: Setup, port: int, out_dir: str) -> None
         losses.append(step())
         times.append(time.perf_counter() - t0)
     peak = proc_status_kib("VmHWM")
+    # DDP's Reducer holds the process group. Were it freed after destroy_process_group, the group's
+    # destructor would run from the Reducer's, holding the GIL, and join gloo threads that may
+    # need the GIL to free their last work: a deadlock seen in CI. So DDP goes first.
+    params = sum(p.numel() for p in model.parameters())
+    del step, model
+    gc.collect()
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     result = {
         "rank": rank, "world": world, "per_rank_batch": int(x.shape[0]), "imported_kib": rss_imported,
         "base_kib": base, "built_kib": built, "peak_kib": peak, "peak_reset": peak_reset,
-        "step_seconds": times, "losses": losses, "params": sum(p.numel() for p in model.parameters()),
+        "step_seconds": times, "losses": losses, "params": params,
         "outputs_per_sequence": int(y.shape[-1]), "mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
     }
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
@@ -259,11 +285,50 @@ def malloc_env(kind: str):
             os.environ["MALLOC_MMAP_THRESHOLD_"] = old
 
 
-def run(setup: Setup, world: int, start_method: str) -> list[dict]:
-    """Start ``world`` worker processes for ``setup`` and collect their rank.json results."""
+def run_once(setup: Setup, world: int, start_method: str, timeout_s: float) -> tuple[list[dict] | None, str]:
+    """Start ``world`` workers for ``setup``; wait up to ``timeout_s`` for them to exit.
+
+    Returns (the rank.json results, "") when every rank wrote its results, else (None, why).
+    Workers still running at the deadline are asked for their Python stacks (SIGUSR1, printed
+    to stderr by faulthandler) and killed. A run whose ranks all wrote their results but did not
+    exit (a hang in shutdown) keeps its results, and ``why`` says so.
+    """
     with tempfile.TemporaryDirectory(prefix="fxdist-mem-") as out, malloc_env(setup.malloc):
-        mp.start_processes(worker, args=(world, setup, free_port(), out), nprocs=world, join=True, start_method=start_method)
-        res = [json.loads(Path(out, f"rank{r}.json").read_text()) for r in range(world)]
+        ctx = mp.start_processes(worker, args=(world, setup, free_port(), out), nprocs=world, join=False,
+                                 start_method=start_method)
+        deadline = time.monotonic() + timeout_s
+        while not ctx.join(timeout=1.0):  # raises ProcessRaisedException / ProcessExitedException on a failed rank
+            if time.monotonic() > deadline:
+                break
+        stalled = [(rank, p) for rank, p in enumerate(ctx.processes) if p.is_alive()]
+        for _, p in stalled:
+            os.kill(p.pid, signal.SIGUSR1)
+        time.sleep(2.0 if stalled else 0.0)  # let faulthandler write the stacks
+        for _, p in stalled:
+            p.kill()
+            p.join()
+        wrote = [r for r in range(world) if Path(out, f"rank{r}.json").exists()]
+        res = [json.loads(Path(out, f"rank{r}.json").read_text()) for r in wrote]
+    if not stalled:
+        if len(wrote) != world:
+            raise SystemExit(f"{setup.preset} N={world}: ranks {sorted(set(range(world)) - set(wrote))} exited 0 "
+                             f"without writing their results")
+        return res, ""
+    why = (f"ranks {[r for r, _ in stalled]} of {world} still running after {timeout_s:g} s "
+           f"(ranks {wrote} had written their results); their Python stacks are on stderr")
+    return (res, why) if len(wrote) == world else (None, why)
+
+
+def run(setup: Setup, world: int, start_method: str, timeout_s: float) -> list[dict]:
+    """``run_once``, started again once if it stalls: a stall is reported, and twice is an error."""
+    res, why = run_once(setup, world, start_method, timeout_s)
+    if why:
+        print(f"  STALLED {setup.preset} ckpt {'on' if setup.checkpoint else 'off'} N={world}: {why}; "
+              f"{'results kept' if res is not None else 'starting the run again'}", flush=True)
+    if res is None:
+        res, why = run_once(setup, world, start_method, timeout_s)
+        if res is None:
+            raise SystemExit(f"{setup.preset} N={world} stalled twice: {why}")
     want = str(MMAP_THRESHOLD) if setup.malloc == "mmap" else None
     if any(r["mmap_threshold"] != want for r in res):
         raise SystemExit(f"workers ran with MALLOC_MMAP_THRESHOLD_={res[0]['mmap_threshold']}, wanted {want} "
@@ -308,8 +373,8 @@ class Row:
     peak_reset: bool
 
 
-def measure(setup: Setup, world: int, saved_per_seq: int, start_method: str) -> Row:
-    res = run(setup, world, start_method)
+def measure(setup: Setup, world: int, saved_per_seq: int, start_method: str, timeout_s: float) -> Row:
+    res = run(setup, world, start_method, timeout_s)
     kib = 1024 / MIB
     worst = max(res, key=lambda r: r["peak_kib"] - r["base_kib"])
     steps = [sorted(r["step_seconds"])[len(r["step_seconds"]) // 2] for r in res]
@@ -443,10 +508,15 @@ def main(argv: list[str] | None = None) -> int:
                              "default allocator settings")
     parser.add_argument("--no-malloc-check", action="store_true",
                         help="skip the spot check of glibc's default allocator at N=1 (always skipped with --quick)")
+    parser.add_argument("--run-timeout", type=float, default=None,
+                        help=f"seconds one run's workers may take before their stacks are dumped and the run is started "
+                             f"again, once (default {RUN_TIMEOUT_S['quick']} with --quick, {RUN_TIMEOUT_S['full']} otherwise)")
     parser.add_argument("--machine-gib", type=float, default=16.0, help="memory of one machine for the extrapolation")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps = 2
+    if args.run_timeout is None:
+        args.run_timeout = RUN_TIMEOUT_S["quick" if args.quick else "full"]
     args.start_method = args.start_method or ("forkserver" if args.quick else "spawn")
     # A forkserver's children inherit the environment it started with: no per-run allocator switch.
     check_malloc = args.malloc == "mmap" and not (args.quick or args.no_malloc_check or args.start_method == "forkserver")
@@ -482,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
             saved = saved_bytes_per_sequence(setup)
             for n in workers:
                 t0 = time.perf_counter()
-                row = measure(setup, n, saved, args.start_method)
+                row = measure(setup, n, saved, args.start_method, args.run_timeout)
                 rows.append(row)
                 print(f"  measured {preset} ckpt {ckpt} N={n}: B/rank {row.per_rank_batch}, peak-base {row.peak:.1f} MiB "
                       f"(base {row.base:.0f}), {row.step_seconds:.2f} s/step, run {time.perf_counter() - t0:.1f} s", flush=True)
@@ -490,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     if check_malloc:
         print("allocator spot check: one worker, glibc's default malloc")
         for row in [r for r in rows if r.world == 1]:
-            glibc = measure(dataclasses.replace(row.setup, malloc="glibc"), 1, 0, args.start_method)
+            glibc = measure(dataclasses.replace(row.setup, malloc="glibc"), 1, 0, args.start_method, args.run_timeout)
             checks.append((row, glibc))
             print(f"  measured {row.setup.preset} ckpt {'on' if row.setup.checkpoint else 'off'} N=1 glibc default: "
                   f"peak-base {glibc.peak:.1f} MiB", flush=True)

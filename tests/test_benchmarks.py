@@ -112,3 +112,36 @@ def test_effect_itself_is_exact_for_an_lti_preset_and_not_for_the_pitch_shifter(
         assert set(got["by_material"]) == {"pluck", "struck"}
         assert check(got["mrstft"]), (effect, got)
         assert got["baseline_mrstft"] > 0.1, (effect, got)
+
+
+def _worker_that_stalls(rank, world, setup, port, out_dir):
+    """Stands in for memory_per_worker.worker (started by fork, so it need not be importable):
+    rank 0 writes its results and exits; rank 1 writes them only for preset "write-then-hang",
+    then hangs."""
+    import json
+    import time
+
+    from benchmarks.memory_per_worker import arm_stack_dump
+
+    arm_stack_dump()
+    if rank == 0 or setup.preset == "write-then-hang":
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"rank": rank}))
+    while rank == 1:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("preset", ["hang", "write-then-hang"])
+def test_memory_per_worker_reports_a_stalled_run_with_its_stacks(monkeypatch, capfd, preset):
+    """A run whose worker does not exit is stopped at the deadline, its stack is printed, and its
+    results are kept only if every rank wrote them (a hang in shutdown, as seen in CI)."""
+    import benchmarks.memory_per_worker as mpw
+
+    monkeypatch.setattr(mpw, "worker", _worker_that_stalls)
+    setup = mpw.Setup(preset, global_batch=2, window=8, checkpoint=False, steps=1, threads=1)
+    res, why = mpw.run_once(setup, 2, "fork", timeout_s=2.0)
+    assert "ranks [1] of 2 still running after 2 s" in why, why
+    if preset == "hang":
+        assert res is None and "ranks [0] had written" in why, (res, why)
+    else:
+        assert [r["rank"] for r in res] == [0, 1] and "ranks [0, 1] had written" in why, (res, why)
+    assert "in _worker_that_stalls" in capfd.readouterr().err
