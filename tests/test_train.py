@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -243,15 +244,22 @@ def test_fit_is_refused_for_families_without_one(tiny_shards, tmp_path):
 def _mol_rank(rank: int, world: int, init: str, shards: str, out: str) -> None:
     torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
-        model = {"family": "wavenet", "stacks": [{"channels": 4, "kernel_size": 3, "dilations": [1, 2]}],
-                 "skip_channels": 4, "head_channels": 4, "output": "mol", "mol_components": 2}
-        cfg = tiny_config(Path(shards), Path(out) / "run", model=model, steps=3, val_every=3, progress=False)
-        trainer = Trainer(cfg)
-        trainer.run()
-        flat = torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])
-        torch.save(flat, Path(out) / f"rank{rank}.pt")
+        _train_mol_rank(rank, shards, out)  # its Trainer, and DDP's hold on the group, end with the call
+        gc.collect()  # and with any reference cycle through them
     finally:
+        # after the Trainer: a group freed last through DDP's Reducer can deadlock on the GIL
+        # (see benchmarks/memory_per_worker.py worker)
         torch.distributed.destroy_process_group()
+
+
+def _train_mol_rank(rank: int, shards: str, out: str) -> None:
+    model = {"family": "wavenet", "stacks": [{"channels": 4, "kernel_size": 3, "dilations": [1, 2]}],
+             "skip_channels": 4, "head_channels": 4, "output": "mol", "mol_components": 2}
+    cfg = tiny_config(Path(shards), Path(out) / "run", model=model, steps=3, val_every=3, progress=False)
+    trainer = Trainer(cfg)
+    trainer.run()
+    flat = torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])
+    torch.save(flat, Path(out) / f"rank{rank}.pt")
 
 
 @pytest.mark.slow
