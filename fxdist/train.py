@@ -214,6 +214,19 @@ def lr_lambda(cfg: OptimConfig, steps: int) -> Callable[[int], float]:
     return fn
 
 
+def latency_aligned(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None, latency: int):
+    """Pair each output sample with the target sample it trails by ``latency`` (0 <= latency < T).
+
+    pred, y: (B, C, T); mask: (B, 1, T) or None. Returns pred[..., latency:] and y[..., :T - latency]
+    (and mask[..., latency:], the mask of the outputs kept), each of length T - latency: the
+    windowed counterpart of offline rendering's compensation (``predict``).
+    """
+    if not latency:
+        return pred, y, mask
+    length = pred.shape[-1]
+    return pred[..., latency:], y[..., : length - latency], None if mask is None else mask[..., latency:]
+
+
 class Trainer:
     """The state of one run; ``run()`` trains to cfg.steps (or the time budget)."""
 
@@ -420,8 +433,20 @@ class Trainer:
                 pred, _ = self.train_module(x, start=batch["offset"].to(self.device))
             else:
                 pred, _ = self.train_module(x)
+            pred, y, mask = self._latency_aligned(pred, y, mask)
             total, parts = self.loss_fn(pred.float(), y, mask)
         return self._apply(total, parts, y)
+
+    def _latency_aligned(self, pred, y, mask):
+        """``latency_aligned`` for the model's current latency (a fit may have just set it)."""
+        latency = self.model.latency
+        if latency and latency >= pred.shape[-1]:
+            raise TrainingError(
+                f"model {self.model_config['family']!r} has a latency of {latency} samples, not less than the "
+                f"{pred.shape[-1]} output samples per training window: no output is paired with a target; "
+                f"raise data.output_len (or data.window, data.chunk_len) above {latency}"
+            )
+        return latency_aligned(pred, y, mask, latency)
 
     def _mol_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, dict[str, float], int]:
         """Mixture-of-logistics head: minimise the discretised NLL of the 24-bit target."""

@@ -16,7 +16,7 @@ from fxdist.config import from_dict, load
 from fxdist.errors import CheckpointError, ConfigError, TrainingError
 from fxdist.models.registry import build_model, model_config_dict
 from fxdist.process import process_file
-from fxdist.train import TrainConfig, Trainer, train
+from fxdist.train import TrainConfig, Trainer, latency_aligned, train
 
 from tests.datasets import make_dataset
 
@@ -239,6 +239,38 @@ def test_fit_sets_the_weights_before_gradient_steps(tmp_path):
 def test_fit_is_refused_for_families_without_one(tiny_shards, tmp_path):
     with pytest.raises(ConfigError, match=r"family 'wavenet' has no direct fit; families with one: .*chorus.*fir"):
         Trainer(tiny_config(tiny_shards, tmp_path, model="wavenet-tiny", fit=True))
+
+
+def test_latency_aligned_pairs_each_output_with_the_target_it_trails():
+    y = torch.randn(2, 1, 50)
+    pred = torch.nn.functional.pad(y, (7, 0))[..., :50]  # the effect, 7 samples late
+    mask = torch.arange(50.0).expand(2, 1, 50)
+    p, t, m = latency_aligned(pred, y, mask, 7)
+    assert p.shape == t.shape == m.shape == (2, 1, 43)
+    assert torch.equal(p, t) and torch.equal(m[0, 0], torch.arange(7.0, 50.0))
+    assert latency_aligned(pred, y, None, 0) == (pred, y, None)
+
+
+def test_training_windows_compare_a_late_model_with_the_target_it_trails(tiny_shards, tmp_path):
+    """A model with a latency (a fitted pvpitch) is trained on the same pairing offline rendering
+    uses; a latency that leaves no output in the window is refused with the numbers."""
+    model = {"family": "pvpitch", "n_fft": 32, "hop": 4}
+    trainer = Trainer(tiny_config(tiny_shards, tmp_path / "ok", model=model, steps=2, val_every=2, progress=False))
+    trainer.model.latency_samples.fill_(100)
+    batch = next(trainer._batches())
+    with torch.no_grad():  # the first chunk of a stateful run starts from the initial state
+        pred, _ = trainer.model(batch["x"], trainer.model.initial_state(batch["x"].shape[0], torch.device("cpu")))
+    seen, loss_fn = [], trainer.loss_fn
+    trainer.loss_fn = lambda p, y, mask: seen.append((p.detach(), y, mask)) or loss_fn(p, y, mask)  # a spy
+    trainer._train_step(batch)
+    (got_pred, got_y, got_mask), = seen
+    assert got_pred.shape == got_y.shape == (batch["y"].shape[0], 1, 1024 - 100) == got_mask.shape
+    assert torch.equal(got_y, batch["y"][..., :-100])
+    assert torch.allclose(got_pred, pred[..., 100:], atol=1e-6)
+    late = Trainer(tiny_config(tiny_shards, tmp_path / "late", model=model, steps=2, val_every=2, progress=False))
+    late.model.latency_samples.fill_(1024)
+    with pytest.raises(TrainingError, match=r"latency of 1024 samples, not less than the 1024 output samples"):
+        late.run()
 
 
 def _mol_rank(rank: int, world: int, init: str, shards: str, out: str) -> None:
