@@ -117,16 +117,18 @@ class TrainConfig:
     # Before the first step, set the weights by the family's direct fit on the whole training
     # tracks (fir: least squares; chorus: LFO search + Adam), then fine-tune by gradient
     # steps; best.pt keeps the fit if the steps do not beat it. Needs the training split in
-    # memory. Families without a fit are refused.
+    # memory. Families without a fit are refused. With fit, steps may be 0: the fit alone.
     fit: bool = False
     # torch intra-op threads (None: torch's default). On a shared or busy machine 1 is often
     # fastest (benchmarks/train_throughput.py); a Ray trial should use the CPUs it was given.
     threads: Optional[int] = None
 
     def __post_init__(self):
-        for name in ("steps", "val_every", "checkpoint_every", "log_every"):
+        for name in ("val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.steps < 0 or (self.steps == 0 and not self.fit):
+            raise ValueError(f"steps must be > 0 (or 0 with fit: true, the fit alone), got {self.steps}")
         if self.threads is not None and self.threads <= 0:
             raise ValueError(f"threads must be > 0, got {self.threads}")
 

@@ -241,6 +241,14 @@ def test_fit_is_refused_for_families_without_one(tiny_shards, tmp_path):
         Trainer(tiny_config(tiny_shards, tmp_path, model="wavenet-tiny", fit=True))
 
 
+def test_zero_steps_only_with_a_fit():
+    assert TrainConfig(steps=0, fit=True).steps == 0  # the fit alone (configs/train/pvpitch.yaml)
+    with pytest.raises(ValueError, match=r"steps must be > 0 \(or 0 with fit: true, the fit alone\), got 0"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="got -1"):
+        TrainConfig(steps=-1, fit=True)
+
+
 def test_latency_aligned_pairs_each_output_with_the_target_it_trails():
     y = torch.randn(2, 1, 50)
     pred = torch.nn.functional.pad(y, (7, 0))[..., :50]  # the effect, 7 samples late
