@@ -291,6 +291,7 @@ class Trainer:
         self.carried = None
         self.since_reset = None
         self.history: list[dict[str, Any]] = []
+        self.closed = False
         if cfg.init_from:
             self._init_from(Path(cfg.init_from))
         if cfg.resume and self.last_path.is_file():
@@ -553,8 +554,23 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Let go of the DistributedDataParallel wrapper now, while the process group lives.
+
+        DDP's Reducer holds the group. Freed after ``destroy_process_group`` (by a later garbage
+        collection: a Trainer can outlive its run, e.g. held by a frame that torch's lazy
+        imports keep), the group's destructor runs from the Reducer's holding the GIL and joins
+        gloo threads that may wait for the GIL: a deadlock (benchmarks/memory_per_worker.py).
+        The model and its checkpoints stay usable; the Trainer cannot ``run`` again.
+        """
+        if isinstance(self.train_module, nn.parallel.DistributedDataParallel):
+            self.train_module = self.train_module.module
+        self.closed = True
+
     def run(self) -> TrainResult:
         cfg = self.cfg
+        if self.closed:
+            raise TrainingError(f"{self.out_dir}: this Trainer was closed; make a new one (resume: true continues the run)")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
@@ -694,7 +710,11 @@ def predict(model, clean: np.ndarray, block: int = 65536, device: torch.device |
 
 def train(cfg: TrainConfig, report: Callable[[dict, Path | None], None] | None = None) -> TrainResult:
     """Train one model as configured; returns where its checkpoints are and how it did."""
-    return Trainer(cfg, report).run()
+    trainer = Trainer(cfg, report)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainConfig:

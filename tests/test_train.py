@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +240,13 @@ def test_fit_is_refused_for_families_without_one(tiny_shards, tmp_path):
         Trainer(tiny_config(tiny_shards, tmp_path, model="wavenet-tiny", fit=True))
 
 
+def test_a_closed_trainer_does_not_run_again(tiny_shards, tmp_path):
+    trainer = Trainer(tiny_config(tiny_shards, tmp_path, steps=1, val_every=1, progress=False))
+    trainer.close()
+    with pytest.raises(TrainingError, match=f"{tmp_path}: this Trainer was closed"):
+        trainer.run()
+
+
 def test_zero_steps_only_with_a_fit():
     assert TrainConfig(steps=0, fit=True).steps == 0  # the fit alone (configs/train/pvpitch.yaml)
     with pytest.raises(ValueError, match=r"steps must be > 0 \(or 0 with fit: true, the fit alone\), got 0"):
@@ -284,22 +290,18 @@ def test_training_windows_compare_a_late_model_with_the_target_it_trails(tiny_sh
 def _mol_rank(rank: int, world: int, init: str, shards: str, out: str) -> None:
     torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
-        _train_mol_rank(rank, shards, out)  # its Trainer, and DDP's hold on the group, end with the call
-        gc.collect()  # and with any reference cycle through them
+        model = {"family": "wavenet", "stacks": [{"channels": 4, "kernel_size": 3, "dilations": [1, 2]}],
+                 "skip_channels": 4, "head_channels": 4, "output": "mol", "mol_components": 2}
+        cfg = tiny_config(Path(shards), Path(out) / "run", model=model, steps=3, val_every=3, progress=False)
+        trainer = Trainer(cfg)
+        trainer.run()
+        assert isinstance(trainer.train_module, torch.nn.parallel.DistributedDataParallel)
+        trainer.close()  # DDP goes while the group lives (see Trainer.close)
+        assert not isinstance(trainer.train_module, torch.nn.parallel.DistributedDataParallel)
+        flat = torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])
+        torch.save(flat, Path(out) / f"rank{rank}.pt")
     finally:
-        # after the Trainer: a group freed last through DDP's Reducer can deadlock on the GIL
-        # (see benchmarks/memory_per_worker.py worker)
         torch.distributed.destroy_process_group()
-
-
-def _train_mol_rank(rank: int, shards: str, out: str) -> None:
-    model = {"family": "wavenet", "stacks": [{"channels": 4, "kernel_size": 3, "dilations": [1, 2]}],
-             "skip_channels": 4, "head_channels": 4, "output": "mol", "mol_components": 2}
-    cfg = tiny_config(Path(shards), Path(out) / "run", model=model, steps=3, val_every=3, progress=False)
-    trainer = Trainer(cfg)
-    trainer.run()
-    flat = torch.cat([p.detach().reshape(-1) for p in trainer.model.parameters()])
-    torch.save(flat, Path(out) / f"rank{rank}.pt")
 
 
 @pytest.mark.slow
