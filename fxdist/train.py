@@ -557,10 +557,11 @@ class Trainer:
     def close(self) -> None:
         """Let go of the DistributedDataParallel wrapper now, while the process group lives.
 
-        DDP's Reducer holds the group. Freed after ``destroy_process_group`` (by a later garbage
-        collection: a Trainer can outlive its run, e.g. held by a frame that torch's lazy
-        imports keep), the group's destructor runs from the Reducer's holding the GIL and joins
-        gloo threads that may wait for the GIL: a deadlock (benchmarks/memory_per_worker.py).
+        DDP's Reducer holds the group. Freed after ``destroy_process_group``, the group's
+        destructor runs from the Reducer's, holding the GIL, and joins gloo threads that may
+        wait for the GIL: a deadlock (benchmarks/memory_per_worker.py). And a Trainer can
+        outlive its run until a garbage collection: the first ``torch.optim.Adam`` built in a
+        process leaves its caller's frame, and so the Trainer, in a reference cycle.
         The model and its checkpoints stay usable; the Trainer cannot ``run`` again.
         """
         if isinstance(self.train_module, nn.parallel.DistributedDataParallel):
