@@ -32,11 +32,12 @@ class ProcessReport:
 
 
 @torch.no_grad()
-def process_array(model, audio: np.ndarray, block_size: int = 4096) -> np.ndarray:
+def process_array(model, audio: np.ndarray, block_size: int = 4096, device: torch.device | str = "cpu") -> np.ndarray:
     """Process (C, N) float32 audio; channels run as independent batch lanes -> (C, N).
 
-    The output is moved ``model.latency`` samples earlier, as a host compensates a plugin's
-    latency offline (the input runs on into that many zeros)."""
+    Blocks go to ``device`` (where the model is) one at a time. The output is moved
+    ``model.latency`` samples earlier, as a host compensates a plugin's latency offline (the
+    input runs on into that many zeros)."""
     if block_size <= 0:
         raise ValueError(f"block_size must be > 0, got {block_size}")
     if audio.shape[-1] == 0:
@@ -48,8 +49,8 @@ def process_array(model, audio: np.ndarray, block_size: int = 4096) -> np.ndarra
     state = None
     out = []
     for start in range(0, x.shape[-1], block_size):
-        y, state = model.process(x[..., start : start + block_size], state)
-        out.append(y)
+        y, state = model.process(x[..., start : start + block_size].to(device), state)
+        out.append(y.float().cpu())
     return torch.cat(out, dim=-1)[:, 0, latency:].numpy()
 
 

@@ -694,19 +694,11 @@ def predict(model, clean: np.ndarray, block: int = 65536, device: torch.device |
     """Run ``model`` over a whole mono signal (N,) in blocks with carried state -> (N,).
 
     Equals processing the signal in one piece with zero history before it, then moving the
-    output ``model.latency`` samples earlier (the input runs on into that many zeros).
+    output ``model.latency`` samples earlier (``fxdist.process.process_array`` on one channel).
     """
-    device = torch.device(device)
-    latency = model.latency
-    if latency:
-        clean = np.concatenate([np.asarray(clean, dtype=np.float32), np.zeros(latency, np.float32)])
-    state = None
-    out = []
-    for start in range(0, len(clean), block):
-        x = torch.from_numpy(np.ascontiguousarray(clean[start : start + block], dtype=np.float32)).to(device)
-        y, state = model.process(x.view(1, 1, -1), state)
-        out.append(y.view(-1).float().cpu().numpy())
-    return np.concatenate(out)[latency:] if out else np.zeros(0, np.float32)
+    from fxdist.process import process_array
+
+    return process_array(model, np.asarray(clean)[None, :], block, device)[0]
 
 
 def train(cfg: TrainConfig, report: Callable[[dict, Path | None], None] | None = None) -> TrainResult:
