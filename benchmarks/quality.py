@@ -656,6 +656,11 @@ def verdict(target: tuple[str, float], m: dict[str, Any]) -> tuple[str, str]:
     return text, "PASS" if ok else "MISS"
 
 
+def x_closer(m: dict[str, Any]) -> str:
+    """How many times closer than doing nothing by MR-STFT, e.g. ``3.1x``."""
+    return f"{m['baseline_mrstft'] / max(m['mrstft'], 1e-12):.3g}x"
+
+
 def per_material(target: tuple[str, float], m: dict[str, Any]) -> str:
     """The target's figure per material, e.g. ``0.0012 / 0.0031`` (ESR) or ``3.1x / 2.7x``."""
     parts = []
@@ -663,7 +668,7 @@ def per_material(target: tuple[str, float], m: dict[str, Any]) -> str:
         if target[0] == "esr":
             parts.append(f"{f['esr']:.2g}")
         else:
-            parts.append(f"{f['baseline_mrstft'] / max(f['mrstft'], 1e-12):.3g}x")
+            parts.append(x_closer(f))
     return " / ".join(parts)
 
 
@@ -691,7 +696,7 @@ def run_effect(effect: str, root: Path, layout: dict, budget: float, threads: in
     if recipe.target[0] == "mrstft":
         m["effect_itself"] = itself = effect_itself(effect, tests, sr)
         print(f"  effect itself, input {itself['shift']} samples later: "
-              f"{itself['baseline_mrstft'] / max(itself['mrstft'], 1e-12):.3g}x closer than doing nothing "
+              f"{x_closer(itself)} closer than doing nothing "
               f"({per_material(recipe.target, itself)})", flush=True)
     row = {"effect": effect, "model": model_name(recipe), "train_s": train_s, "target": target, "verdict": ok,
            "per_material": per_material(recipe.target, m),
@@ -705,12 +710,10 @@ def run_effect(effect: str, root: Path, layout: dict, budget: float, threads: in
 
 def format_row(r: dict[str, Any]) -> str:
     x_esr = r["baseline_esr"] / max(r["esr"], 1e-12)
-    x_mr = r["baseline_mrstft"] / max(r["mrstft"], 1e-12)
     itself = r.get("effect_itself")
-    x_itself = f"{itself['baseline_mrstft'] / max(itself['mrstft'], 1e-12):.3g}x" if itself else "-"
     cells = [r["effect"], r["model"], f"{r['params']:,}", f"{r['train_s']:.0f}", f"{r['esr']:.4g}",
              f"{r['baseline_esr']:.3f}", f"{x_esr:.3g}x", f"{r['mrstft']:.3f}", f"{r['baseline_mrstft']:.3f}",
-             f"{x_mr:.3g}x", x_itself, r.get("per_material", ""), r["target"], r["verdict"]]
+             x_closer(r), x_closer(itself) if itself else "-", r.get("per_material", ""), r["target"], r["verdict"]]
     return "| " + " | ".join(cells) + " |"
 
 
