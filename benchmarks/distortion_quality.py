@@ -27,7 +27,7 @@ machine prefer ``--threads 1``: oversubscribed torch threads can slow steps many
 
 Printed: validation ESR at every validation (with wall time and load average), the best
 validation ESR, the do-nothing baseline ESR (clean input after its best gain), their ratio,
-the test-split ESR of ``best.pt`` (``fxdist.train.predict`` over whole test tracks, plain
+the test-split ESR of ``best.pt`` (``fxdist.process.predict`` over whole test tracks, plain
 ESR pooled over tracks, and per track), wall times, and PASS/FAIL against ESR < 0.01.
 
 ``--quick``: seconds of audio, a few steps, < 1 min: a smoke run of the same code path
@@ -55,7 +55,8 @@ from fxdist.data.generate import GenerateConfig, generate  # noqa: E402
 from fxdist.data.render import render  # noqa: E402
 from fxdist.data.shards import ShardConfig, assign_splits, write_shards  # noqa: E402
 from fxdist.losses import LossConfig  # noqa: E402
-from fxdist.train import DataConfig, OptimConfig, TrainConfig, Trainer, predict, train  # noqa: E402
+from fxdist.process import predict  # noqa: E402
+from fxdist.train import DataConfig, OptimConfig, TrainConfig, Trainer, train  # noqa: E402
 
 EFFECT = "distortion"
 TARGET_ESR = 0.01

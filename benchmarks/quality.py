@@ -17,7 +17,7 @@ Per preset of ``configs/effects/`` (or ``--effects``):
   ``struck``: additive struck inharmonic strings and swelled tones with vibrato, E1..C6, phrase
   levels over 36 dB, seeds 201 and 202 (2 x 20 s); ``keys``: two-operator FM voices as chugs,
   chords and bass lines, E1..E6, seeds 301 and 302 (2 x 20 s). Rendered through the same preset and
-  evaluated once, after training, on whole tracks (``fxdist.train.predict``). A row passes
+  evaluated once, after training, on whole tracks (``fxdist.process.predict``). A row passes
   only if the pooled figure and each material's figure meet the target.
 - Model and recipe: fixed per effect family in ``RECIPES`` (a one-line reason each), chosen
   from the literature, from what the effect is (LTI or not, time-varying or not) and, for
@@ -81,7 +81,8 @@ from fxdist.metrics import best_gain, mrstft_distance  # noqa: E402
 from fxdist.models.chorus import fit_chorus  # noqa: E402
 from fxdist.models.fir import fit_least_squares  # noqa: E402
 from fxdist.models.registry import build_model, model_config_dict  # noqa: E402
-from fxdist.train import DataConfig, OptimConfig, TrainConfig, Trainer, lr_lambda, predict, train  # noqa: E402
+from fxdist.process import predict  # noqa: E402
+from fxdist.train import DataConfig, OptimConfig, TrainConfig, Trainer, lr_lambda, train  # noqa: E402
 
 SEEDS = {"train": 1, "validation": 2}
 # Training material: the generator with half of its notes struck (decaying), since plucked and

@@ -216,7 +216,7 @@ def exact_math() -> Iterator[None]:
 
 def run_model(model, x: np.ndarray, block: int = 65536, device: str | torch.device = "cpu") -> np.ndarray:
     """The model's output for mono ``x`` (N,) -> float32 (N,), streamed in blocks, TF32 off."""
-    from fxdist.train import predict
+    from fxdist.process import predict
 
     with exact_math():
         return predict(model, np.asarray(x, dtype=np.float32), block, device).astype(np.float32)
@@ -248,7 +248,7 @@ def _load(path: str | os.PathLike, device: torch.device):
 
 
 def _device(name: str) -> torch.device:
-    from fxdist.train import pick_device
+    from fxdist.process import pick_device
 
     return pick_device(name)
 

@@ -18,13 +18,20 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
+from fxdist.dsp import (  # noqa: F401  the pure distances metrics are built from
+    EPS,
+    MRSTFT_FFT_SIZES,
+    _mono,
+    _pair,
+    best_gain,
+    do_nothing_esr,
+    esr,
+    mrstft_distance,
+)
 from fxdist.errors import DataError
 
-EPS = 1e-12
 # snr_db of a perfect prediction would be +inf; JSON has no inf, so SNR is capped here.
 SNR_CAP_DB = 200.0
-# Multi-resolution STFT: FFT sizes, hops (FFT/4) and Hann windows (= FFT size).
-MRSTFT_FFT_SIZES = (256, 1024, 4096)
 # Silence has loudness -inf; report the BS.1770 absolute gate (-70 LUFS) instead.
 LUFS_FLOOR = -70.0
 # log_mel_distance ignores mel bins more than this far below the target's peak (dB).
@@ -34,36 +41,6 @@ METRIC_NAMES = (
     "esr", "esr_pre", "snr_db", "mrstft", "log_mel", "lufs_diff",
     "baseline_esr", "baseline_mrstft", "esr_ratio", "mrstft_ratio", "models_effect",
 )
-
-
-def _mono(x: np.ndarray, name: str = "signal") -> np.ndarray:
-    """(N,) or (1, N) -> float64 (N,); raise DataError on other shapes or NaN/Inf."""
-    a = np.asarray(x)
-    if a.ndim == 2 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim != 1:
-        raise DataError(f"{name}: expected mono audio of shape (N,) or (1, N), got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise DataError(f"{name}: holds NaN or Inf ({int((~np.isfinite(a)).sum())} samples)")
-    return a.astype(np.float64, copy=False)
-
-
-def _pair(pred: np.ndarray, target: np.ndarray, names=("pred", "target")) -> tuple[np.ndarray, np.ndarray]:
-    p, t = _mono(pred, names[0]), _mono(target, names[1])
-    if p.shape != t.shape:
-        raise DataError(f"{names[0]} has {p.size} samples but {names[1]} has {t.size}")
-    if p.size == 0:
-        raise DataError(f"{names[0]} and {names[1]} are empty")
-    return p, t
-
-
-def esr(pred: np.ndarray, target: np.ndarray) -> float:
-    """Error-to-signal ratio ``sum((t - p)^2) / sum(t^2)``; 0 is perfect, 1 = predicting silence.
-
-    A pure gain error ``p = g t`` gives ``(1 - g)^2``.
-    """
-    p, t = _pair(pred, target)
-    return float(np.sum((t - p) ** 2) / (np.sum(t**2) + EPS))
 
 
 def pre_emphasis(x: np.ndarray, coeff: float) -> np.ndarray:
@@ -92,36 +69,6 @@ def snr_db(pred: np.ndarray, target: np.ndarray) -> float:
     if err <= sig * 10 ** (-SNR_CAP_DB / 10):
         return SNR_CAP_DB
     return float(10 * np.log10((sig + EPS) / err))
-
-
-def mrstft_distance(pred: np.ndarray, target: np.ndarray, sr: int) -> float:
-    """Multi-resolution STFT distance (auraloss ``MultiResolutionSTFTLoss``), 0 when equal.
-
-    For each FFT size n in ``MRSTFT_FFT_SIZES`` (Hann window n, hop n/4), with magnitudes
-    ``P = |STFT p|`` and ``T = |STFT t|``:
-    ``SC = ||T - P||_F / ||T||_F`` (spectral convergence) plus
-    ``LM = mean |log T - log P|`` (log-magnitude L1); the result is the mean of SC + LM
-    over the sizes. Sizes whose half exceeds the signal length are dropped. ``sr`` is
-    not used by the formula; it is taken for a uniform metric signature.
-    """
-    del sr
-    p, t = _pair(pred, target)
-    sizes = [n for n in MRSTFT_FFT_SIZES if n // 2 < p.size]
-    if not sizes:
-        need = MRSTFT_FFT_SIZES[0] // 2
-        raise DataError(f"signal of {p.size} samples is too short for the MR-STFT distance (needs > {need})")
-    import auraloss
-    import torch
-
-    loss = auraloss.freq.MultiResolutionSTFTLoss(
-        fft_sizes=sizes, hop_sizes=[n // 4 for n in sizes], win_lengths=sizes
-    )
-    with torch.no_grad():
-        value = loss(
-            torch.from_numpy(p.astype(np.float32)).view(1, 1, -1),
-            torch.from_numpy(t.astype(np.float32)).view(1, 1, -1),
-        )
-    return float(value)
 
 
 def mel_params(sr: int) -> dict:
@@ -193,23 +140,6 @@ def loudness_diff_lu(pred: np.ndarray, target: np.ndarray, sr: int) -> float:
     return loudness_lufs(p, sr) - loudness_lufs(t, sr)
 
 
-def best_gain(clean: np.ndarray, target: np.ndarray) -> float:
-    """The single gain ``g* = <c, t> / <c, c>`` that brings ``clean`` closest to ``target``."""
-    c, t = _pair(clean, target, ("clean", "target"))
-    return float(np.dot(c, t) / (np.dot(c, c) + EPS))
-
-
-def best_gain_baseline_esr(clean: np.ndarray, target: np.ndarray) -> float:
-    """ESR of the do-nothing baseline ``g* clean``: ``1 - <c, t>^2 / (||c||^2 ||t||^2)``.
-
-    0 for an effect that is a pure gain; near 1 when the effect's output is uncorrelated
-    with its input.
-    """
-    c, t = _pair(clean, target, ("clean", "target"))
-    cc, tt, ct = np.dot(c, c), np.dot(t, t), np.dot(c, t)
-    return float(max(0.0, 1.0 - ct**2 / (cc * tt + EPS)))
-
-
 Distance = Callable[[np.ndarray, np.ndarray], float]
 
 
@@ -223,14 +153,14 @@ def closer_ratio(
     """``distance(pred, target) / distance(g* clean, target)``: < 1 = model closer than the baseline.
 
     The baseline is the clean input after its best gain ``g*`` (for "esr" the denominator
-    is ``best_gain_baseline_esr``). ``distance`` is "esr", "mrstft" (needs ``sr``) or any
+    is ``do_nothing_esr``). ``distance`` is "esr", "mrstft" (needs ``sr``) or any
     callable ``(pred, target) -> float``. The denominator is floored at 1e-12, so a
     perfect prediction of a pure-gain effect gives 0.
     """
     p, t = _pair(pred, target)
     c, _ = _pair(clean, target, ("clean", "target"))
     if distance == "esr":
-        return esr(p, t) / max(best_gain_baseline_esr(c, t), EPS)
+        return esr(p, t) / max(do_nothing_esr(c, t), EPS)
     if distance == "mrstft":
         if sr is None:
             raise DataError("closer_ratio with distance='mrstft' needs the sample rate sr")
@@ -259,7 +189,7 @@ def evaluate_pair(clean: np.ndarray, target: np.ndarray, pred: np.ndarray, sr: i
         "mrstft": mrstft_distance(p, t, sr),
         "log_mel": log_mel_distance(p, t, sr),
         "lufs_diff": loudness_diff_lu(p, t, sr),
-        "baseline_esr": best_gain_baseline_esr(c, t),
+        "baseline_esr": do_nothing_esr(c, t),
         "baseline_mrstft": mrstft_distance(base, t, sr),
     }
     _derive(out)

@@ -14,7 +14,7 @@ import torch
 
 from fxdist.audio import read_audio, resample, write_audio
 from fxdist.checkpoint import load_model
-from fxdist.errors import DataError
+from fxdist.errors import ConfigError, DataError
 
 
 @dataclass
@@ -29,6 +29,16 @@ class ProcessReport:
     @property
     def realtime_factor(self) -> float:
         return self.seconds / max(self.wall_seconds, 1e-9)
+
+
+def pick_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when there is one, else CPU; any other name as torch spells it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device {name!r} is not a torch device: {exc}") from exc
 
 
 @torch.no_grad()
@@ -52,6 +62,16 @@ def process_array(model, audio: np.ndarray, block_size: int = 4096, device: torc
         y, state = model.process(x[..., start : start + block_size].to(device), state)
         out.append(y.float().cpu())
     return torch.cat(out, dim=-1)[:, 0, latency:].numpy()
+
+
+@torch.no_grad()
+def predict(model, clean: np.ndarray, block: int = 65536, device: torch.device | str = "cpu") -> np.ndarray:
+    """Run ``model`` over a whole mono signal (N,) in blocks with carried state -> (N,).
+
+    Equals processing the signal in one piece with zero history before it, then moving the
+    output ``model.latency`` samples earlier (``process_array`` on one channel).
+    """
+    return process_array(model, np.asarray(clean)[None, :], block, device)[0]
 
 
 def process_file(

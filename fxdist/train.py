@@ -31,6 +31,7 @@ from fxdist.errors import CheckpointError, ConfigError, TrainingError
 from fxdist.fsutil import write_text_atomic
 from fxdist.losses import CombinedLoss, LossConfig
 from fxdist.models.base import detach_state
+from fxdist.process import pick_device, predict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_PRESETS = REPO_ROOT / "configs" / "model"
@@ -167,15 +168,6 @@ def resolve_model_config(model: str | dict[str, Any]) -> tuple[dict[str, Any], s
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a model config must be a mapping with 'family'")
     return data, str(path)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device {name!r} is not a torch device: {exc}") from exc
 
 
 def _dist_info() -> tuple[int, int]:
@@ -687,18 +679,6 @@ class Trainer:
         from tqdm.auto import tqdm
 
         return tqdm(total=self.cfg.steps, initial=self.step, desc=f"train {self.model_config['family']}", unit="step", mininterval=1.0)
-
-
-@torch.no_grad()
-def predict(model, clean: np.ndarray, block: int = 65536, device: torch.device | str = "cpu") -> np.ndarray:
-    """Run ``model`` over a whole mono signal (N,) in blocks with carried state -> (N,).
-
-    Equals processing the signal in one piece with zero history before it, then moving the
-    output ``model.latency`` samples earlier (``fxdist.process.process_array`` on one channel).
-    """
-    from fxdist.process import process_array
-
-    return process_array(model, np.asarray(clean)[None, :], block, device)[0]
 
 
 def train(cfg: TrainConfig, report: Callable[[dict, Path | None], None] | None = None) -> TrainResult:

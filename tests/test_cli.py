@@ -137,7 +137,7 @@ def test_train_pvpitch_config_is_the_fit_alone(tmp_path):
     from fxdist.checkpoint import load_model
     from fxdist.data.stream import iter_tracks
     from fxdist.metrics import best_gain, mrstft_distance
-    from fxdist.train import predict
+    from fxdist.process import predict
     from tests.datasets import make_dataset
 
     shards = make_dataset(tmp_path / "data", effect="pitch", sample_rate=48000, tracks=4, seconds=2.0)

@@ -56,15 +56,15 @@ def test_snr_of_added_noise_of_known_power():
 
 def test_baseline_of_pure_gain_effect_is_zero(pair):
     clean, target = pair
-    assert M.best_gain_baseline_esr(clean, 0.5 * clean) == pytest.approx(0, abs=1e-12)
-    assert M.best_gain_baseline_esr(clean, -2.0 * clean) == pytest.approx(0, abs=1e-12)
+    assert M.do_nothing_esr(clean, 0.5 * clean) == pytest.approx(0, abs=1e-12)
+    assert M.do_nothing_esr(clean, -2.0 * clean) == pytest.approx(0, abs=1e-12)
     assert M.best_gain(clean, -2.0 * clean) == pytest.approx(-2.0)
     # and it is exactly the ESR of g* clean for a real effect
     g = M.best_gain(clean, target)
-    assert M.best_gain_baseline_esr(clean, target) == pytest.approx(M.esr(g * clean, target), rel=1e-9)
+    assert M.do_nothing_esr(clean, target) == pytest.approx(M.esr(g * clean, target), rel=1e-9)
     # uncorrelated output: the baseline explains nothing
     other = np.random.default_rng(5).standard_normal(clean.size)
-    assert M.best_gain_baseline_esr(clean, other) == pytest.approx(1.0, abs=0.01)
+    assert M.do_nothing_esr(clean, other) == pytest.approx(1.0, abs=0.01)
 
 
 def test_loudness_known_values():

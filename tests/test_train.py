@@ -195,7 +195,7 @@ def _own_output_shards(root: Path, model_cfg: dict) -> Path:
     from fxdist.audio import write_audio
     from fxdist.data.generate import GenerateConfig, generate
     from fxdist.data.shards import ShardConfig, write_shards
-    from fxdist.train import predict
+    from fxdist.process import predict
 
     model = build_model(model_cfg).eval()
     paths = generate(GenerateConfig(seed=3, sample_rate=16000, tracks=4, segments_per_track=2, segment_seconds=1.0), root / "clean")

@@ -52,7 +52,7 @@ class EffectModel(nn.Module):
         """Samples by which the output trails the effect it imitates (0 for most families).
 
         A host compensates a plugin's reported latency when it renders offline (pedalboard
-        does so for Rubber Band's), so offline rendering (``fxdist.train.predict``,
+        does so for Rubber Band's), so offline rendering (``fxdist.process.predict``,
         ``fxdist.process.process_array``) runs this many zeros past the end of the input and
         drops as many samples from the start of the output. Streaming (``process``,
         ``fxdist.realtime``) cannot look ahead and keeps the delay.

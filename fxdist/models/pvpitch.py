@@ -220,11 +220,11 @@ def fit_pvpitch(model: PVPitchModel, pairs: Sequence[tuple[np.ndarray, np.ndarra
     distance's 1e-4). Uses at most ``max_samples`` samples in all.
 
     Latency: with those gains, the shift L in 0, H, 2H .. N + M that minimises the mean
-    MR-STFT distance (``fxdist.metrics.mrstft_distance``) between the output moved L samples
+    MR-STFT distance (``fxdist.dsp.mrstft_distance``) between the output moved L samples
     earlier and the target, over at most ``align_samples`` samples of the first tracks; then
     the gains again from the output moved L earlier. Returns a summary for the log.
     """
-    from fxdist.metrics import mrstft_distance
+    from fxdist.dsp import mrstft_distance
 
     cfg = model.cfg
     model.latency_samples.zero_()

@@ -11,7 +11,7 @@ from fxdist.checkpoint import Checkpoint, load_model, save_checkpoint
 from fxdist.errors import ConfigError, ModelError
 from fxdist.models import build_model, build_model_from_yaml, model_config_dict
 from fxdist.realtime import Streamer
-from fxdist.train import predict
+from fxdist.process import predict
 
 from .common import PRESETS, ModelContract
 
