@@ -93,3 +93,31 @@ def test_optional_dataclass_reports_its_own_error():
     assert from_dict(Outer, {"name": "a", "extra": {"lr": 2}}).extra == Inner(lr=2.0)
     with pytest.raises(ConfigError, match=r"extra.*unknown key\(s\) 'lrr'.*allowed keys: kind, lr"):
         from_dict(Outer, {"name": "a", "extra": {"lrr": 2}})
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1e-3", 1e-3), ("1E5", 1e5), ("-2.5e+3", -2500.0), (".5", 0.5), ("3.0E-2", 0.03), ("1.5", 1.5), ("3", 3)],
+)
+def test_every_written_number_loads_as_a_number(tmp_path, text, value):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"name: x\ninner:\n  lr: {text}\n")
+    cfg = load(Outer, path)
+    assert cfg.inner.lr == pytest.approx(value) and isinstance(cfg.inner.lr, float)
+
+
+def test_overrides_and_lists_read_exponent_floats():
+    from fxdist.cli import parse_overrides
+    from fxdist.config import parse_yaml
+
+    assert parse_overrides(["optim.lr=1e-3", "name=1e"]) == {"optim.lr": 1e-3, "name": "1e"}
+    assert parse_yaml("loguniform: [1e-4, 1e-2]") == {"loguniform": [1e-4, 1e-2]}
+
+
+def test_cli_override_with_exponent_sets_a_float_field(tmp_path):
+    from fxdist.cli import parse_overrides
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\n")
+    cfg = load(Outer, path, parse_overrides(["inner.lr=1e-3"]))
+    assert cfg.inner.lr == 1e-3

@@ -29,14 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_overrides(items: list[str] | None) -> dict:
     """Turn ``["optim.lr=1e-3", "model.name=lstm"]`` into ``{"optim.lr": 0.001, ...}`` (YAML-typed values)."""
-    import yaml
+    from fxdist.config import parse_yaml
 
     out = {}
     for item in items or []:
         if "=" not in item:
             raise FxdistError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=1e-3)")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = parse_yaml(value)
     return out
 
 
