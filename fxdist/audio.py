@@ -7,6 +7,8 @@ so reading a 24-bit file and writing it back as PCM_24 is lossless.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,31 +23,95 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 (C, N) and its sample rate.
 
-    Raises DataError naming the file when it cannot be decoded or holds NaN/Inf.
+    Raises DataError naming the file and the problem when it is missing, empty, truncated (a
+    WAV whose header promises more audio than the file holds), cannot be decoded, or holds
+    NaN/Inf.
     """
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such audio file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file (a folder?); give the path of an audio file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); export or copy it again")
+    check_wav_length(path)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with _quiet_stderr():  # libmpg123 prints "Note: ..." lines for damaged MP3s
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        if path.suffix.lower() == ".mp3" or not isinstance(exc, (sf.LibsndfileError, RuntimeError)):
-            data, sr = _read_with_librosa(path, exc)
-        else:
-            raise DataError(f"{path}: cannot decode audio ({exc})") from exc
+        raise DataError(
+            f"{path}: cannot decode audio ({_decoder_reason(exc, path)}); the file is damaged or not in a "
+            f"format fxdist reads ({' '.join(AUDIO_SUFFIXES)}): export it again as WAV or FLAC"
+        ) from exc
     audio = np.ascontiguousarray(data.T)
     check_finite(audio, path)
     return audio, int(sr)
 
 
-def _read_with_librosa(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
-    """Fallback decoder (audioread/ffmpeg via librosa) for formats libsndfile lacks."""
-    try:
-        import librosa
+def _decoder_reason(exc: Exception, path: Path) -> str:
+    """libsndfile's message without its "Error opening 'x': " prefix and its misleading
+    "File does not exist" (what it says of an undecodable MP3 stream)."""
+    text = str(exc).replace(f"Error opening {str(path)!r}: ", "").strip()
+    if "does not exist" in text:
+        return "no decodable audio stream in it"
+    return text.rstrip(".") or type(exc).__name__
 
-        data, sr = librosa.load(str(path), sr=None, mono=False)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot decode audio ({first_error}; fallback decoder: {exc})") from exc
-    data = np.atleast_2d(data).astype(np.float32)
-    return data.T, int(sr)
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send file descriptor 2 to /dev/null for the duration (C libraries' chatter)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def check_wav_length(path: str | Path) -> None:
+    """Refuse a RIFF/WAVE file whose ``data`` chunk size is larger than the bytes that follow it.
+
+    libsndfile reads such a truncated file silently, as the audio it still holds. Files
+    without a size (streamed WAVs, RF64: 0 or 0xFFFFFFFF) and other formats pass.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".wav":
+        return
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        block_align = None
+        while True:
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return
+            cid, length = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if cid == b"fmt ":
+                fmt = fh.read(min(length, 16))
+                if len(fmt) >= 14:
+                    block_align = int.from_bytes(fmt[12:14], "little")
+                fh.seek(length - len(fmt) + (length & 1), 1)
+                continue
+            if cid == b"data":
+                if length in (0, 0xFFFFFFFF):
+                    return
+                have = size - fh.tell()
+                if length > have:
+                    frames = f" ({length // block_align} frames, the file holds {have // block_align})" if block_align else ""
+                    raise DataError(
+                        f"{path}: truncated WAV: its header promises {length} bytes of audio{frames} but only "
+                        f"{have} follow; the copy or recording was cut off: copy or export it again"
+                    )
+                return
+            fh.seek(length + (length & 1), 1)
 
 
 def check_finite(audio: np.ndarray, path: str | Path) -> None:

@@ -60,3 +60,40 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     write_audio(tmp_path / "m.wav", np.zeros(10, np.float32), 8000)
     (tmp_path / "plain").write_bytes(b"")
     assert os.stat(tmp_path / "m.wav").st_mode & 0o777 == os.stat(tmp_path / "plain").st_mode & 0o777
+
+
+def _wav_bytes(tmp_path, frames=1000):
+    write_audio(tmp_path / "src.wav", np.full((1, frames), 0.1, np.float32), 48000, subtype="PCM_24")
+    return (tmp_path / "src.wav").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("missing.wav", None, "missing.wav: no such audio file"),
+        ("empty.wav", lambda b: b"", "empty.wav: the file is empty"),
+        ("cut.wav", lambda b: b[: len(b) // 2], r"cut.wav: truncated WAV: its header promises 3000 bytes of audio \(1000 frames, the file holds 492\)"),
+        ("text.wav", lambda b: b"not audio\n" * 50, "text.wav: cannot decode audio \\(Format not recognised\\).*export it again"),
+        ("noise.mp3", lambda b: bytes(range(256)) * 20, "noise.mp3: cannot decode audio \\(no decodable audio stream in it\\)"),
+    ],
+)
+def test_unreadable_audio_names_the_file_and_the_problem(tmp_path, capfd, name, make, message):
+    if make is not None:
+        (tmp_path / name).write_bytes(make(_wav_bytes(tmp_path)))
+    with pytest.raises(DataError, match=message) as info:
+        read_audio(tmp_path / name)
+    assert "System error" not in str(info.value) and "does not exist" not in str(info.value)
+    assert "Note:" not in capfd.readouterr().err  # the MP3 decoder's chatter stays out of the terminal
+
+
+def test_a_folder_is_not_an_audio_file(tmp_path):
+    with pytest.raises(DataError, match="not a regular file"):
+        read_audio(tmp_path)
+
+
+def test_complete_wavs_of_odd_sizes_pass_the_length_check(tmp_path):
+    for frames in (1, 7, 1001):
+        b = _wav_bytes(tmp_path, frames)
+        (tmp_path / "x.wav").write_bytes(b)
+        audio, _ = read_audio(tmp_path / "x.wav")
+        assert audio.shape == (1, frames)
