@@ -9,6 +9,9 @@ resuming: optimizer and scheduler state, step, data position, RNG and carried st
 from __future__ import annotations
 
 import json
+import pickle
+import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,10 +70,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    _check_container(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused: {_refusal(exc)}") from exc
     except Exception as exc:
-        raise CheckpointError(f"{path}: not an fxdist checkpoint (cannot be loaded safely: {exc})") from exc
+        raise CheckpointError(
+            f"{path}: damaged checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); "
+            "copy it again or use another checkpoint of the run (last.pt / best.pt)"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an fxdist checkpoint (no '{FORMAT}' marker)")
     version = payload.get("format_version")
@@ -88,6 +97,35 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if isinstance(values.get(key), str):
             values[key] = json.loads(values[key])
     return Checkpoint(**values)
+
+
+def _check_container(path: Path) -> None:
+    """torch.save writes a zip archive: name an empty, cut-off or foreign file before unpickling."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes), not a checkpoint; copy it again")
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if not head.startswith(b"PK"):
+        shown = head[:16]
+        raise CheckpointError(
+            f"{path}: not an fxdist checkpoint (a PyTorch checkpoint is a zip archive; this file starts with {shown!r}); "
+            "give the best.pt or last.pt that `fxdist train` wrote"
+        )
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path}: truncated or damaged checkpoint ({size} bytes, the zip archive's directory is missing); "
+            "the copy or the save was cut off: copy it again or use another checkpoint of the run"
+        )
+
+
+def _refusal(exc: Exception) -> str:
+    """Why torch's safe loader refused a file, without torch's advice to load it unsafely."""
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    what = f"it asks to import {found.group(1)}" if found else "it holds pickled Python objects beyond tensors and plain values"
+    return (f"{what}, and loading it could run code. fxdist loads checkpoints only as weights (torch.load with "
+            "weights_only=True) and never unpickles objects; use a checkpoint written by fxdist")
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
