@@ -589,7 +589,8 @@ class Chain:
         return self.config.name
 
     @property
-    def family(self) -> str:
+    def effect_kind(self) -> str:
+        """The config's ``family`` key: distortion, fuzz, delay, ... (see ``EFFECT_KINDS``)."""
         return self.config.family
 
     def to_dict(self) -> dict[str, Any]:

@@ -162,7 +162,7 @@ def check_distortion(chain: Chain) -> None:
     x = sine(220)
     y = chain(x, SR)
     assert thd(x, 220) < 0.01
-    assert thd(y, 220) > 0.2, f"THD {thd(y, 220):.3f}: too few harmonics for a {chain.family} preset"
+    assert thd(y, 220) > 0.2, f"THD {thd(y, 220):.3f}: too few harmonics for a {chain.effect_kind} preset"
 
 
 def check_amp_cab(chain: Chain) -> None:
@@ -254,7 +254,7 @@ CHECKS = {
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_physics(name):
     chain = preset_or_skip(name)
-    CHECKS[chain.family](chain)
+    CHECKS[chain.effect_kind](chain)
 
 
 @pytest.mark.parametrize("name", PRESETS)

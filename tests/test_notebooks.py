@@ -14,7 +14,7 @@ import torch
 
 from fxdist.train import train
 from tests.datasets import make_dataset
-from tests.test_evaluate import zero_lstm
+from tests.evaluate.common import zero_lstm
 from tests.test_train import tiny_config
 
 nbformat = pytest.importorskip("nbformat")

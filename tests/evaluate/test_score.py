@@ -1,4 +1,4 @@
-"""Evaluation end to end: metrics.json, figures, audio, report.html, compare, CLI, bad input.
+"""evaluate, compare and start_abx end to end: metrics.json, figures, audio, report.html, CLI.
 
 Hand-computable cases use an exact identity model (an LSTM with every weight zero and
 its input skip: output = input) and an exact silent model (the same without the skip).
@@ -7,12 +7,10 @@ its input skip: output = input) and an exact silent model (the same without the 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,81 +19,19 @@ import torch
 
 from fxdist.checkpoint import Checkpoint, save_checkpoint
 from fxdist.cli import main as cli_main
-from fxdist.errors import CheckpointError, DataError, ModelError
-from fxdist.evaluate import (
-    COMPARE_METRICS,
-    best_checkpoint,
-    compare,
-    evaluate,
-    load_data,
-    run_model,
-    short_labels,
-    verdict,
-)
+from fxdist.errors import CheckpointError, ModelError
+from fxdist.evaluate import COMPARE_METRICS, best_checkpoint, compare, evaluate, load_data, run_model
 from fxdist.metrics import METRIC_NAMES, evaluate_pair
 from fxdist.models.registry import build_model, model_config_dict
-from fxdist.train import train
 from tests.datasets import make_dataset
-from tests.test_train import tiny_config
-
-REPO = Path(__file__).resolve().parents[1]
-PNG = b"\x89PNG\r\n\x1a\n"
-# Subprocesses: one torch thread. On a loaded 2-core machine two OpenMP threads make a
-# small LSTM's sample-by-sample loop hundreds of times slower.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def zero_lstm(path: Path, sr: int, skip: bool = True, best_val_esr: float | None = None) -> Path:
-    """All weights zero: output = input exactly (skip=True) or silence (skip=False)."""
-    model = build_model({"family": "lstm", "hidden_size": 4, "input_skip": skip})
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-    save_checkpoint(path, Checkpoint(model_config_dict(model), model.state_dict(), sr, 1,
-                                     best_val_esr=best_val_esr, metadata={"effect_id": "gain"}))
-    return path
-
-
-def gain_pairs(folder: Path, sr: int = 8000, gain: float = 2.0, layout: str = "suffix") -> Path:
-    """Two pairs of noise bursts where processed = gain * clean exactly (float WAV)."""
-    rng = np.random.default_rng(0)
-    for name, seconds in (("riff", 0.5), ("chord", 0.75)):
-        clean = (0.3 * rng.standard_normal(int(sr * seconds))).astype(np.float32)
-        if layout == "suffix":
-            paths = folder / f"{name}_clean.wav", folder / f"{name}_processed.wav"
-        else:
-            paths = folder / "clean" / f"{name}.wav", folder / "processed" / f"{name}.wav"
-        for path, x in zip(paths, (clean, gain * clean)):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, x, sr, subtype="FLOAT")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_shards, tmp_path_factory) -> Path:
-    """A tiny LSTM trained for a few steps on the distortion shards (16 kHz)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = train(tiny_config(tiny_shards, tmp_path_factory.mktemp("run"), steps=4, val_every=4))
-    finally:
-        torch.set_num_threads(before)
-    return Path(result.best_checkpoint)
+from tests.evaluate.common import ENV, PNG, gain_pairs, zero_lstm
 
 
 # ---------------------------------------------------------------- evaluate on shards
 
 
 def test_evaluate_tiny_shards_writes_metrics_figures_audio_and_report(trained, tiny_shards, tmp_path):
-    from fxdist.data.shards import read_manifest
+    from fxdist.data.manifest import read_manifest
 
     out = tmp_path / "eval"
     report = evaluate(trained, tiny_shards, out, max_seconds=1.5)
@@ -172,26 +108,6 @@ def test_time_based_effect_gets_impulse_response_of_effect_and_model(tmp_path):
     assert "the answer to a single click" in report.report_html.read_text()
 
 
-def test_verdict_follows_the_tenfold_rule():
-    assert verdict({"esr": 0.01, "baseline_esr": 0.2, "models_effect": True})[0] == "good"
-    level, text = verdict({"esr": 0.05, "baseline_esr": 0.2, "models_effect": False})
-    assert level == "partial" and "4.0×" in text and "2.5×" in text  # 4x better, 2.5x to go
-    level, text = verdict({"esr": 0.4, "baseline_esr": 0.2, "models_effect": False})
-    assert level == "bad" and "2.0× that of doing nothing" in text and "shrink 20×" in text
-    assert verdict({"esr": 0.25, "baseline_esr": 0.0, "models_effect": False})[0] == "gain-only"
-
-
-def test_verdict_of_a_spectral_model_is_by_mrstft():
-    """Pitch shifters (``spectral_output``) are judged by MR-STFT, 3x below doing nothing."""
-    m = {"esr": 1.9, "baseline_esr": 1.0, "models_effect": False, "mrstft": 0.5, "baseline_mrstft": 2.0}
-    level, text = verdict(m, spectral=True)
-    assert level == "good" and "4.0× smaller" in text and "asks for 3×" in text and "not by ESR" in text
-    assert verdict(m)[0] == "bad"  # by ESR the same figures fail
-    level, text = verdict({**m, "mrstft": 1.0}, spectral=True)
-    assert level == "partial" and "2.0×" in text and "to 0.667" in text
-    assert verdict({**m, "mrstft": 2.5}, spectral=True)[0] == "bad"
-
-
 def test_evaluate_judges_a_pitch_shifter_by_mrstft(tmp_path):
     """A pvpitch model against pairs rendered by a pvpitch of other output gains."""
     sr = 8000
@@ -219,27 +135,6 @@ def test_evaluate_judges_a_pitch_shifter_by_mrstft(tmp_path):
 
 
 # ---------------------------------------------------------------- bad input
-
-
-def test_sample_rate_mismatch_is_refused_unless_resampling(tmp_path, capsys):
-    ckpt = zero_lstm(tmp_path / "id16k.pt", 16000)
-    pairs = gain_pairs(tmp_path / "pairs", sr=8000)
-    with pytest.raises(DataError, match=r"chord_clean\.wav: data at 8000 Hz but model .*id16k\.pt works at 16000 Hz.*resample"):
-        evaluate(ckpt, pairs, tmp_path / "out")
-    report = evaluate(ckpt, pairs, tmp_path / "out", resample=True, plots=False)
-    assert "resampled 2 track(s)" in capsys.readouterr().err
-    assert report.tracks["riff"]["samples"] == 8000 and report.data["resampled_from"] == [8000]
-    assert report.overall["esr"] == pytest.approx(0.25, rel=1e-4)  # resampling is linear: still 2x
-
-
-def test_unmatched_pair_and_unknown_data_name_the_file(tmp_path):
-    ckpt = zero_lstm(tmp_path / "id.pt", 8000)
-    pairs = gain_pairs(tmp_path / "pairs")
-    sf.write(pairs / "solo_clean.wav", np.zeros(800, np.float32) + 0.1, 8000)
-    with pytest.raises(DataError, match=r"solo_clean\.wav: no matching processed file"):
-        evaluate(ckpt, pairs, tmp_path / "out")
-    with pytest.raises(DataError, match=r"nowhere: neither a shard set"):
-        load_data(tmp_path / "nowhere")
 
 
 def test_non_checkpoint_file_is_refused_with_its_name(tmp_path, capsys):
@@ -286,12 +181,6 @@ def test_compare_experiment_folder_ranks_models_by_esr(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "2-identity" in lines[1] and "1-silent" in lines[2]
     assert best_checkpoint(exp) == exp / "1-silent" / "best.pt"  # lowest stored validation ESR
-
-
-def test_short_labels_tell_checkpoints_apart():
-    assert short_labels([Path("runs/best/1-a/best.pt"), Path("runs/best/2-b/best.pt")]) == ["1-a", "2-b"]
-    assert short_labels([Path("x/lstm.pt"), Path("y/wavenet.pt")]) == ["lstm", "wavenet"]
-    assert short_labels([Path("a/run/m.pt"), Path("b/run/m.pt")]) == ["a/run", "b/run"]
 
 
 # ---------------------------------------------------------------- CLI
