@@ -6,7 +6,7 @@
 The issue's bar: "On a distortion preset, with 3 minutes of training audio, a small LSTM or
 WaveNet reaches validation ESR < 0.01 on CPU within 15 minutes."
 
-Data (48 kHz, fxdist.data.generate -> render ``configs/effects/distortion.yaml`` -> shards):
+Data (48 kHz, fxdist.data.generate -> render ``fxdist/presets/effects/distortion.yaml`` -> shards):
 training = 6 tracks x 30 s = 180 s from generator seed 1; validation = 2 x 15 s from seed 2;
 test = 2 x 15 s from seed 3. The shard split seed is chosen so that the splits are exactly
 those seeds' tracks (checked against the written manifest), so no evaluation track shares a

@@ -3,7 +3,7 @@
     nice -n 10 python benchmarks/memory_per_worker.py [--quick] [--models cnn-5k wavenet-mol24 ...]
         [--global-batch G] [--window T] [--steps 3] [--threads 1] [--workers 1 2 4] [--machine-gib 16]
 
-Models (``configs/model/<name>.yaml``):
+Models (``fxdist/presets/model/<name>.yaml``):
 
 - ``cnn-5k``: the 2018 study's large-window CNN at the window it could not train in 16 GB,
   5000 samples. Every output sample runs its own 5000-sample window through the conv stack.
@@ -106,8 +106,9 @@ from fxdist.config import load_yaml  # noqa: E402
 from fxdist.losses import CombinedLoss, LossConfig  # noqa: E402
 from fxdist.models import build_model, mol_nll  # noqa: E402
 from fxdist.models.wavenet import MolParams  # noqa: E402
+from fxdist.presets import model_dir  # noqa: E402
 
-PRESETS = REPO / "configs" / "model"
+PRESETS = model_dir()
 SR = 48000
 MIB = 2**20
 HEADER = "PEAK MEMORY PER WORKER"

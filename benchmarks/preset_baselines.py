@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from fxdist.effects import baseline_esr, list_presets, load_effect
+from fxdist.effects import baseline_esr, load_effect
+from fxdist.presets import list_effect_presets
 from fxdist.errors import EffectError
 
 
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="*", default=None)
     args = parser.parse_args()
 
-    names = args.presets or list_presets()
+    names = args.presets or list_effect_presets()
     print(f"{'preset':16s} {'sr':>6s} {'pluck ESR':>10s} {'generated ESR':>14s} {'render x realtime':>18s}")
     for name in names:
         try:

@@ -4,7 +4,7 @@
         [--quick] [--out table.md] [--json rows.json] [--work DIR]
     python benchmarks/quality.py --merge a.json b.json --out table.md     # join runs into one table
 
-Per preset of ``configs/effects/`` (or ``--effects``):
+Per preset of ``fxdist/presets/effects/`` (or ``--effects``):
 
 - Training data: ``fxdist.data.generate`` seed 1 (6 tracks x 3 x 10 s = 180 s at 48 kHz),
   validation seed 2 (2 tracks x 2 x 5 s = 20 s), half the notes struck, fundamentals 30-1200 Hz
@@ -75,7 +75,8 @@ from fxdist.data.generate import GenerateConfig, generate  # noqa: E402
 from fxdist.data.render import render  # noqa: E402
 from fxdist.data.shards import ShardConfig, assign_splits, write_shards  # noqa: E402
 from fxdist.data.stream import iter_tracks  # noqa: E402
-from fxdist.effects import list_presets, load_effect  # noqa: E402
+from fxdist.effects import load_effect  # noqa: E402
+from fxdist.presets import list_effect_presets  # noqa: E402
 from fxdist.losses import LossConfig  # noqa: E402
 from fxdist.metrics import best_gain, mrstft_distance  # noqa: E402
 from fxdist.models.chorus import fit_chorus  # noqa: E402
@@ -746,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     layout = QUICK if args.quick else FULL
-    effects = args.effects or [e for e in RECIPES if e in list_presets()]
+    effects = args.effects or [e for e in RECIPES if e in list_effect_presets()]
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()

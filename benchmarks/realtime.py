@@ -2,7 +2,7 @@
 
     python benchmarks/realtime.py [--quick] [--presets wavenet-small lstm-small ...] [--seconds 0.5]
 
-For each preset (configs/model/*.yaml, weights as built) and block size (64, 256, 2048 at
+For each preset (fxdist/presets/model/*.yaml, weights as built) and block size (64, 256, 2048 at
 48 kHz) it streams blocks of noise-like audio for about ``--seconds`` of wall time (best of
 3 rounds):
 
@@ -30,10 +30,11 @@ import torch
 
 from fxdist.export import ExportMetadata, onnx_initial_state, onnx_session, write_onnx
 from fxdist.models import build_model_from_yaml
+from fxdist.presets import model_dir
 from fxdist.realtime import Streamer
 
 SR = 48000
-PRESETS = Path(__file__).resolve().parents[1] / "configs" / "model"
+PRESETS = model_dir()
 TARGET_PRESETS = ("wavenet-small", "lstm-small")
 TARGET_BLOCK, TARGET_RTF = 256, 10.0
 
@@ -80,7 +81,7 @@ def onnx_rtf(path: Path, block: int, seconds: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="target presets at block 256 only (< 1 min)")
-    parser.add_argument("--presets", nargs="*", help="preset names (default: every configs/model/*.yaml)")
+    parser.add_argument("--presets", nargs="*", help="preset names (default: every fxdist/presets/model/*.yaml)")
     parser.add_argument("--blocks", nargs="*", type=int, default=[64, 256, 2048])
     parser.add_argument("--seconds", type=float, default=None, help="wall time per measurement (default 1.5; quick 0.9)")
     args = parser.parse_args(argv)

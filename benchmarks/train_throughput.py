@@ -3,7 +3,7 @@
     python benchmarks/train_throughput.py [--quick] [--presets lstm-small wavenet tiny]
         [--steps 7] [--warmup 2] [--threads 1 all] [--workers 0 2] [--seconds 150] [--keep DIR]
 
-Consumption: for each preset (configs/model/<family>-<size>.yaml; ``--presets`` filters by
+Consumption: for each preset (fxdist/presets/model/<family>-<size>.yaml; ``--presets`` filters by
 full name, family or size) a ``fxdist.train.Trainer`` on real shards runs its own training
 step (forward, the default loss: pre-emphasised ESR, backward, gradient clipping, Adam
 step; TBPTT with carried state for the LSTM) on batches fetched beforehand, so no data
@@ -54,7 +54,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from fxdist.train import MODEL_PRESETS, DataConfig, TrainConfig, Trainer  # noqa: E402
+from fxdist.presets import list_model_presets  # noqa: E402
+from fxdist.train import DataConfig, TrainConfig, Trainer  # noqa: E402
 
 EFFECT = "distortion"
 TARGET_RATIO = 5.0
@@ -83,9 +84,9 @@ def family_window(family: str, stateful: bool, batch: int | None, output_len: in
 
 
 def preset_names(filters: list[str] | None) -> list[str]:
-    """Presets in configs/model, ordered by family then size; kept when any filter matches
+    """Model presets, ordered by family then size; kept when any filter matches
     the full name, the family or the size."""
-    names = [p.stem for p in MODEL_PRESETS.glob("*.yaml")]
+    names = list_model_presets()
 
     def key(name: str) -> tuple:
         family, _, size = name.partition("-")

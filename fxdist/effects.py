@@ -58,6 +58,7 @@ import numpy as np
 
 from fxdist.config import from_dict, load_yaml, to_dict
 from fxdist.errors import EffectError
+from fxdist.presets import effect_preset
 
 Family = Literal[
     "distortion", "fuzz", "compression", "amp_cab", "highpass", "lowpass",
@@ -68,23 +69,6 @@ EFFECT_NAME = re.compile(r"^[a-z0-9_-]+$")
 STAGE_KINDS = ("builtin", "cabinet_ir", "vst3", "command")
 COMMAND_DEFAULTS = {"timeout_s": 60.0, "env": {}, "length_tolerance": 0, "trim_tail": False}
 STDERR_TAIL_CHARS = 1500
-
-
-def repo_root() -> Path:
-    """The checkout holding the ``fxdist`` package (and ``configs/``)."""
-    import fxdist
-
-    return Path(fxdist.__file__).resolve().parents[1]
-
-
-def presets_dir() -> Path:
-    """Folder of the shipped effect catalogue: ``<repo>/configs/effects``."""
-    return repo_root() / "configs" / "effects"
-
-
-def list_presets() -> list[str]:
-    """Names of the shipped presets (``configs/effects/<name>.yaml``), sorted."""
-    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
 
 
 # --------------------------------------------------------------------------- config
@@ -204,7 +188,7 @@ def effect_config_from_dict(data: Any, source: str = "<effect>") -> EffectConfig
 
 
 def load_effect_config(name_or_path: str | Path) -> EffectConfig:
-    """Resolve a preset name (``configs/effects/<name>.yaml``) or a YAML path to its config.
+    """Resolve a preset name (:func:`fxdist.presets.effect_preset`) or a YAML path to its config.
 
     A value with a path separator or a .yaml/.yml suffix, or naming an existing file,
     is a path; anything else a preset name. Unknown names raise EffectError listing the
@@ -220,11 +204,7 @@ def resolve_effect_path(name_or_path: str | Path) -> Path:
     path = Path(text)
     is_path = isinstance(name_or_path, Path) or os.sep in text or path.suffix in (".yaml", ".yml") or path.is_file()
     if not is_path:
-        path = presets_dir() / f"{text}.yaml"
-        if not path.is_file():
-            raise EffectError(
-                f"unknown effect preset {text!r}; shipped presets ({presets_dir()}): {', '.join(list_presets()) or 'none'}"
-            )
+        path = effect_preset(text)
     elif not path.is_file():
         raise EffectError(f"{path}: effect config file not found")
     return path
@@ -638,5 +618,5 @@ def load_effect(name_or_path: str | Path | EffectConfig | Chain) -> Chain:
 __all__ = [
     "FAMILIES", "CabinetIRConfig", "StageConfig", "EffectConfig", "Chain",
     "cabinet_ir", "baseline_esr", "load_effect", "load_effect_config", "resolve_effect_path", "effect_config_from_dict",
-    "builtin_plugins", "builtin_parameters", "list_presets", "presets_dir", "repo_root",
+    "builtin_plugins", "builtin_parameters",
 ]

@@ -113,7 +113,7 @@ def export_support(model: EffectModel) -> dict[str, str | None]:
         out["nam"] = None if cfg.layout == "nam" else (
             "NAM's WaveNet differs from fxdist's layout (NAM: bias-free input re-channel, an input mixer "
             "per layer, no skip 1x1s, head = head_scale * per-stack head 1x1, no ReLU head/input skip/MoL); "
-            "train with layout: nam (configs/model/wavenet-nam.yaml)"
+            "train with layout: nam (fxdist/presets/model/wavenet-nam.yaml)"
         )
     elif family == "lstm":
         if cfg.cell != "lstm":

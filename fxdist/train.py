@@ -31,10 +31,12 @@ from fxdist.errors import CheckpointError, ConfigError, TrainingError
 from fxdist.fsutil import write_text_atomic
 from fxdist.losses import CombinedLoss, LossConfig
 from fxdist.models.base import detach_state
+from fxdist.presets import list_model_presets, model_preset
 from fxdist.process import pick_device, predict
 
+# The checkout's root, where sweeps look for train files named relative to it (configs/train/...);
+# model presets ship inside the package (fxdist.presets).
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODEL_PRESETS = REPO_ROOT / "configs" / "model"
 
 
 @dataclass
@@ -91,7 +93,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run. ``model`` is a preset name (configs/model/NAME.yaml), a YAML path,
+    """One training run. ``model`` is a preset name (fxdist/presets/model/NAME.yaml), a YAML path,
     or an inline mapping with ``family`` and that family's fields."""
 
     model: Union[str, dict[str, Any]] = "lstm-tiny"
@@ -160,10 +162,9 @@ def resolve_model_config(model: str | dict[str, Any]) -> tuple[dict[str, Any], s
         return dict(model), "<train config: model>"
     path = Path(model)
     if not path.suffix:
-        path = MODEL_PRESETS / f"{model}.yaml"
-    if not path.is_file():
-        presets = sorted(p.stem for p in MODEL_PRESETS.glob("*.yaml"))
-        raise ConfigError(f"model {model!r}: no preset or file {path}; presets: {', '.join(presets)}")
+        path = model_preset(model)
+    elif not path.is_file():
+        raise ConfigError(f"model {model!r}: no preset or file {path}; presets: {', '.join(list_model_presets())}")
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a model config must be a mapping with 'family'")

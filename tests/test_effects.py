@@ -24,15 +24,14 @@ from fxdist.effects import (
     builtin_plugins,
     cabinet_ir,
     effect_config_from_dict,
-    list_presets,
     load_effect,
     load_effect_config,
-    presets_dir,
 )
 from fxdist.errors import ConfigError, EffectError
+from fxdist.presets import effects_dir, list_effect_presets
 
 SR = 16000
-PRESETS = list_presets()
+PRESETS = list_effect_presets()
 REQUIRED_FAMILIES = ("distortion", "fuzz", "compression", "amp_cab", "highpass", "lowpass", "pitch", "chorus", "delay", "reverb")
 
 
@@ -301,7 +300,7 @@ def test_bad_audio_shape_raises():
 
 def test_to_dict_round_trip_and_name_or_path():
     by_name = load_effect("amp_cab")
-    by_path = load_effect(presets_dir() / "amp_cab.yaml")
+    by_path = load_effect(effects_dir() / "amp_cab.yaml")
     assert by_name.to_dict() == by_path.to_dict()
     rebuilt = Chain.from_config(by_name.to_dict())
     assert rebuilt.to_dict() == by_name.to_dict()

@@ -39,6 +39,7 @@ from fxdist.export import (
     torchscript_metadata,
 )
 from fxdist.models import build_model, build_model_from_yaml, model_config_dict
+from fxdist.presets import model_preset
 from tests.models.common import ModelContract
 
 SR = 8000
@@ -101,7 +102,7 @@ def test_nam_layout_config_checks_and_preset():
         build_model({**NAM_WAVENET, "input_skip": True})
     with pytest.raises(ConfigError, match="layout 'nam'"):
         build_model({**NAM_WAVENET, "output": "mol"})
-    model = build_model_from_yaml("configs/model/wavenet-nam.yaml")
+    model = build_model_from_yaml(model_preset("wavenet-nam"))
     weights = nam_dict(model, meta(sample_rate=48000))["weights"]
     # NAM "standard": 13,802 weights = our parameters + the unused last 1x1 (8*8+8) + head_scale.
     assert len(weights) == model.num_parameters() + 72 + 1 == 13802

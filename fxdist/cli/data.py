@@ -158,9 +158,10 @@ def _verify(args) -> int:
 
 
 def _effects(args) -> int:
-    from fxdist.effects import list_presets, load_effect_config
+    from fxdist.effects import load_effect_config
+    from fxdist.presets import list_effect_presets
 
-    for name in list_presets():
+    for name in list_effect_presets():
         cfg = load_effect_config(name)
         print(f"{name:18s} {cfg.family:12s} {' '.join(cfg.description.split())[:90]}")
     return 0

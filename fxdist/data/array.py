@@ -1,9 +1,9 @@
-"""Render and shard a large dataset as a SLURM job array: one task per chunk of tracks.
+"""Render and shard a large dataset in chunks of tracks, one chunk per task (a SLURM array task).
 
 A ``RenderArrayConfig`` names a dataset root (``clean/`` tracks, and/or a ``generate`` spec
 the tasks draw tracks from), an effect and a shard config. ``prepare`` fixes the plan:
 the sorted track list cut into contiguous chunks (``plan_chunks``), written once to
-``<out>/render-array/plan.json``. Array task ``i`` runs ``render_chunk(cfg, i)``: it
+``<out>/render-array/plan.json``. Task ``i`` runs ``render_chunk(cfg, i)``: it
 generates and renders its tracks into ``clean/`` and ``processed/<effect>/`` (the usual
 layout, each WAV atomic and kept), writes its own shards ``<split>/part-<i:05d>-<k:05d>.parquet``
 (temp + move) and then its done marker ``render-array/chunk-<i:05d>.json`` (host, job, shard
@@ -11,9 +11,7 @@ checksums). A chunk with a marker is skipped; a chunk without one (a killed task
 from the start, its leftover part and temp files deleted first. ``finalize`` checks every
 chunk's shards against its marker (sha256), then writes ``manifest.json``: the result is a
 shard set that ``fxdist data verify`` and the training readers take as any other.
-``submit_render`` submits the chunks without a marker as a submitit array and ``finalize``
-as a job that starts after it (``--dependency=afterany``, so that it reports the chunks that
-failed instead of waiting forever).
+Submitting the chunks as a SLURM array is ``fxdist.slurm.array.submit_render``.
 
 Splits are the single-machine ones: ``assign_splits`` over the whole plan's track list (not
 per chunk), and chunks are contiguous runs of the sorted list, so each split holds the same
@@ -44,13 +42,13 @@ from typing import Any, Iterator
 import fxdist
 from fxdist.config import load, to_dict
 from fxdist.data.generate import GenerateConfig, generate_track, track_id
-from fxdist.data.shards import SCHEMA_VERSION, MANIFEST, SPLITS, Manifest, ShardConfig, ShardInfo, SplitInfo
-from fxdist.errors import ClusterError, ConfigError, DataError, ShardError
+from fxdist.data.manifest import MANIFEST, SCHEMA_VERSION, SPLITS, Manifest, ShardInfo, SplitInfo, check_shard, open_root
+from fxdist.data.shards import ShardConfig
+from fxdist.errors import ConfigError, DataError, ShardError
 from fxdist.fsutil import write_text_atomic
 
 STATE_DIR = "render-array"  # under the shard set: plan, done markers, SLURM logs
 PLAN_FILE = "plan.json"
-SUBMITTED_FILE = "submitted.json"  # the job ids of the last submit_render
 # Fields that say how the work is run, not what it makes: changing them keeps the plan.
 RUN_FIELDS = ("cpus_per_task", "max_parallel")
 
@@ -364,7 +362,7 @@ def _write_chunk_split(plan: Plan, cfg: ShardConfig, index: int, split: str, pai
     """Shard one split's tracks of a chunk (as ``write_shards`` packs a split); their infos."""
     from fxdist.data import shards as sh
 
-    fs, root = sh.resolve(str(plan.out))
+    fs, root = open_root(str(plan.out))
     R, sr = cfg.row_samples, plan.sample_rate
     track_rows = [math.ceil(lengths[p.track_id] / R) for p in pairs]
     infos = []
@@ -428,7 +426,7 @@ def finalize(cfg: RenderArrayConfig, verify: bool = True) -> Manifest:
     records = [_read_json(plan.marker(i)) for i in range(len(plan.chunks))]
     if stale := [r["index"] for r in records if r.get("digest") != plan.digest]:
         raise ShardError(f"{plan.state}: marker(s) of chunk(s) {index_ranges(stale)} come from another plan; delete them and resubmit")
-    fs, root = sh.resolve(str(plan.out))
+    fs, root = open_root(str(plan.out))
     R, G = cfg.shard.row_samples, cfg.shard.rows_per_group
     expected = sh.assign_splits(plan.tracks, cfg.shard)
     splits, bad = {}, {}
@@ -441,7 +439,7 @@ def finalize(cfg: RenderArrayConfig, verify: bool = True) -> Manifest:
             for s in part["shards"]:
                 info = ShardInfo(**s, first_row=first_row)
                 try:
-                    sh.check_shard(fs, posixpath.join(root, info.path), info, R, G, sha256=verify)
+                    check_shard(fs, posixpath.join(root, info.path), info, R, G, sha256=verify)
                 except ShardError as exc:
                     bad.setdefault(rec["index"], []).append(str(exc))
                 shards.append(info)
@@ -482,97 +480,7 @@ def chunk_hosts(cfg: RenderArrayConfig) -> dict[int, str]:
     return {i: _read_json(plan.marker(i)).get("host", "?") for i in plan.done()}
 
 
-# -- SLURM -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class RenderSubmitResult:
-    """What ``submit_render`` queued (job ids are None for a dry run)."""
-
-    array_job_id: str | None  # None also when every chunk was done already
-    finalize_job_id: str | None
-    chunks: list[int]  # the chunks submitted (those without a done marker)
-    total_chunks: int
-    out: str  # the shard set
-    logs_dir: str  # submitit's folder: <out>/render-array/slurm, <array id>_<chunk>/ and <finalize id>/ in it
-    scripts: dict[str, str]  # "array" and "finalize" sbatch scripts
-
-
-def submit_render(config_yaml: str | Path, cluster_yaml: str | Path, dry_run: bool = False,
-                  overrides: dict[str, Any] | None = None) -> RenderSubmitResult:
-    """Submit the chunks of ``config_yaml`` without a done marker as one SLURM array (one task per
-    chunk, one node each, ``cpus_per_task`` or the site's ``cpus_per_node`` CPUs), and
-    ``finalize`` as a job that runs after the whole array (``afterany``).
-
-    Checked before anything is queued: both configs (strict keys), the request against
-    ``sinfo``, the plan (an ``out`` planned with another config is refused), and that no job
-    of the previous submission is still queued or running (two tasks on one chunk would
-    delete each other's files). Resubmitting the same config queues only the chunks not
-    done. ``dry_run`` writes and queues nothing and returns the scripts.
-    """
-    from fxdist.launch import JOB_PREFIX, _executor, check_cluster, load_cluster_config
-
-    cfg = load_render_config(config_yaml, overrides)
-    cluster = load_cluster_config(cluster_yaml)
-    task_site = dataclasses.replace(cluster, nodes=1, cpus_per_node=cfg.cpus_per_task or cluster.cpus_per_node)
-    check_cluster(task_site, source=str(cluster_yaml))
-    plan = prepare(cfg, write=not dry_run)
-    cfg = dataclasses.replace(cfg, root=str(plan.root), out=str(plan.out))  # the job's cwd may differ
-    todo = plan.todo()
-    name = f"{JOB_PREFIX}render-{plan.effect_id}"
-    folder = f"{plan.state}/slurm/%j"  # submitit: %j is <array id>_<task> for array tasks
-
-    array = _executor(task_site, name, folder)
-    array.update_parameters(slurm_array_parallelism=cfg.max_parallel or max(1, len(todo)))
-    final = _executor(dataclasses.replace(task_site, cpus_per_node=1), f"{name}-finalize", folder)
-    scripts = {"array": _script(array, max(1, len(todo))),
-               "finalize": _script(final, None, dependency="afterany:ARRAY_JOB_ID")}
-    if dry_run:
-        return RenderSubmitResult(None, None, todo, len(plan.chunks), str(plan.out), str(plan.state / "slurm"), scripts)
-    if running := _still_queued(plan):
-        raise ClusterError(
-            f"{plan.state}: job(s) {', '.join(running)} of the previous submission of this render are still queued "
-            f"or running; wait for them (`fxdist jobs`) or cancel them (`fxdist cancel ID`), then resubmit"
-        )
-    array_id = None
-    try:
-        if todo:
-            jobs = array.map_array(render_chunk, [cfg] * len(todo), todo)
-            array_id = str(jobs[0].job_id).split("_")[0]
-            final.update_parameters(slurm_dependency=f"afterany:{array_id}")
-        job = final.submit(finalize, cfg)
-    except Exception as exc:  # submitit raises FailedJobError/FailedSubmissionError/CalledProcessError
-        raise ClusterError(f"sbatch refused the job: {exc}") from exc
-    ids = {"array_job_id": array_id, "finalize_job_id": str(job.job_id), "chunks": todo}
-    write_text_atomic(plan.state / SUBMITTED_FILE, json.dumps(ids, indent=1))
-    return RenderSubmitResult(array_id, str(job.job_id), todo, len(plan.chunks), str(plan.out), str(plan.state / "slurm"), scripts)
-
-
-def _still_queued(plan: Plan) -> list[str]:
-    """Jobs of the last ``submit_render`` of this plan that squeue still lists."""
-    from fxdist.launch import jobs
-
-    path = plan.state / SUBMITTED_FILE
-    if not path.is_file():
-        return []
-    ids = {v for k, v in _read_json(path).items() if k.endswith("_job_id") and v}
-    return sorted(j.job_id for j in jobs() if j.job_id.split("_")[0] in ids)
-
-
-def _script(executor, map_count: int | None, dependency: str | None = None) -> str:
-    """The sbatch script submitit would write for ``executor`` (an array of ``map_count``)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    inner = executor._executor
-    params = dict(inner.parameters)
-    if map_count is not None:
-        params["map_count"] = map_count
-    if dependency:
-        params["dependency"] = dependency
-    return _make_sbatch_string(command=inner._submitit_command_str, folder=inner.folder, **params)
-
-
 __all__ = [
-    "ChunkReport", "Plan", "RenderArrayConfig", "RenderSubmitResult", "chunk_hosts", "finalize", "index_ranges",
-    "load_render_config", "plan_chunks", "prepare", "render_chunk", "submit_render",
+    "ChunkReport", "Plan", "RenderArrayConfig", "chunk_hosts", "finalize", "index_ranges", "load_render_config",
+    "plan_chunks", "prepare", "render_chunk",
 ]

@@ -71,7 +71,7 @@ def build_model(cfg_dict: dict[str, Any], source: str = "<config>") -> EffectMod
 
 
 def build_model_from_yaml(path: str | Path) -> EffectModel:
-    """Build a model from a preset file such as ``configs/model/lstm-small.yaml``."""
+    """Build a model from a preset file such as ``fxdist/presets/model/lstm-small.yaml``."""
     return build_model(load_yaml(path) or {}, source=str(path))
 
 

@@ -8,7 +8,7 @@ quantised. Output ``mol``: 3K mixture-of-logistics parameters (``forward_params`
 2^mol_bits levels; ``forward`` then returns the mixture mean. See ``fxdist.models.mol``.
 
 ``layout: nam`` builds Neural Amp Modeler's WaveNet exactly (so ``fxdist export --format nam``
-can write it; preset ``configs/model/wavenet-nam.yaml`` is NAM's "standard"). Per stack ("layer
+can write it; preset ``fxdist/presets/model/wavenet-nam.yaml`` is NAM's "standard"). Per stack ("layer
 array"): a bias-free 1x1 re-channel of the stream (the raw input for the first stack), then
 layers z = act(dilated conv(h) + bias-free 1x1 of the raw input) -- act is tanh/relu, or
 tanh(a) * sigmoid(b) when gated -- with h + 1x1(z) as the next stream and z itself added to
@@ -33,9 +33,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from fxdist.models.base import EffectModel, check_positive, make_activation, receptive_field_of
-from fxdist.models.mol import mol_mean
+from fxdist.models.base import EffectModel, check_positive, flat_weights, make_activation, receptive_field_of
+from fxdist.models.mol import mol_mean, mol_nll
 from fxdist.models.registry import register
+from fxdist.models.streaming import StreamingModule
+from fxdist.models.wavenet_stream import NamWaveNetStream, WaveNetStream
 
 
 def _octave_dilations() -> list[int]:
@@ -170,6 +172,7 @@ class WaveNetModel(EffectModel):
     family = "wavenet"
     config_cls = WaveNetConfig
     stateful = False
+    nam_architecture = "WaveNet"
 
     def __init__(self, cfg: WaveNetConfig):
         super().__init__(cfg)
@@ -235,6 +238,11 @@ class WaveNetModel(EffectModel):
     @property
     def receptive_field(self) -> int:
         return self._rf
+
+    @property
+    def stack_starts(self) -> list[int]:
+        """Index of each stack's first layer in ``layers``, then the number of layers."""
+        return list(self._stack_starts)
 
     @property
     def output_kind(self) -> str:
@@ -307,3 +315,94 @@ class WaveNetModel(EffectModel):
         else:
             macs += cfg.skip_channels * out
         return macs
+
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        stream = NamWaveNetStream if self.cfg.layout == "nam" else WaveNetStream
+        return stream(self, conv_as).eval()
+
+    # --- training ----------------------------------------------------------------------
+    def train_module(self) -> nn.Module:
+        """The MoL head trains on forward_params, wrapped as a module's forward so that DDP (whose
+        gradient averaging hooks only see calls through its own forward) can hold it."""
+        return MolParams(self) if self.cfg.output == "mol" else self
+
+    def training_loss(self, module: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, float]] | None:
+        """Mixture-of-logistics head: the discretised NLL of the 24-bit target (nats per sample)."""
+        if self.cfg.output != "mol":
+            return None
+        params = module(x)  # forward_params, through DDP when data-parallel
+        nll = mol_nll(params.float(), y, bits=self.cfg.mol_bits)
+        return nll, {"nll": float(nll.detach())}
+
+    # --- export ------------------------------------------------------------------------
+    def describe(self) -> str:
+        return f"wavenet (layout {self.cfg.layout})"
+
+    def export_formats(self) -> dict[str, str | None]:
+        out = super().export_formats()
+        out["nam"] = None if self.cfg.layout == "nam" else (
+            "NAM's WaveNet differs from fxdist's layout (NAM: bias-free input re-channel, an input mixer "
+            "per layer, no skip 1x1s, head = head_scale * per-stack head 1x1, no ReLU head/input skip/MoL); "
+            "train with layout: nam (configs/model/wavenet-nam.yaml)"
+        )
+        return out
+
+    @classmethod
+    def export_variants(cls) -> list[tuple[str, dict[str, Any]]]:
+        return [("layout nam", {"layout": "nam"})]
+
+    def _nam_activation(self) -> str:
+        return "Tanh" if self.cfg.gated or self.cfg.activation == "tanh" else "ReLU"
+
+    def nam_config(self, nam_version: str) -> dict[str, Any]:
+        """NAM's layer arrays, one per stack: 0.5 (legacy keys ``head_size``/``head_bias``/``gated``)
+        or 0.7 (neural-amp-modeler >= 0.13's per-layer lists, every optional block off)."""
+        cfg = self.cfg
+        layers = []
+        for s, stack in enumerate(cfg.stacks):
+            last = s == len(cfg.stacks) - 1
+            head_size = 1 if last else cfg.stacks[s + 1].channels
+            common = {
+                "input_size": 1 if s == 0 else cfg.stacks[s - 1].channels,
+                "condition_size": 1,
+            }
+            n = len(stack.dilations)
+            if nam_version == "0.5":
+                layers.append({
+                    **common, "head_size": head_size, "channels": stack.channels, "kernel_size": stack.kernel_size,
+                    "dilations": list(stack.dilations), "activation": self._nam_activation(), "gated": cfg.gated,
+                    "head_bias": last,
+                })
+            else:
+                off = {"active": False, "shift": True, "groups": 1}
+                layers.append({
+                    **common, "head": {"out_channels": head_size, "kernel_size": 1, "bias": last},
+                    "channels": stack.channels, "kernel_sizes": [stack.kernel_size] * n,
+                    "dilations": list(stack.dilations), "activation": [{"type": self._nam_activation()}] * n,
+                    "bottleneck": stack.channels, "head1x1": {"active": False, "out_channels": 1, "groups": 1},
+                    "layer1x1": {"active": True, "groups": 1}, "groups_input": 1, "groups_input_mixin": 1,
+                    **{k: dict(off) for k in ("conv_pre_film", "conv_post_film", "input_mixin_pre_film",
+                                              "input_mixin_post_film", "activation_pre_film", "activation_post_film",
+                                              "layer1x1_post_film", "head1x1_post_film")},
+                    "gating_mode": ["gated" if cfg.gated else "none"] * n,
+                    "secondary_activation": [{"type": "Sigmoid"} if cfg.gated else None] * n,
+                    "slimmable": None,
+                })
+        return {"layers": layers, "head": None, "head_scale": float(cfg.head_scale)}
+
+    def nam_weights(self) -> list[float]:
+        """Per stack: rechannel W; per layer conv W, b, mixer W, 1x1 W, b; head 1x1 W (, b); head_scale."""
+        out: list[float] = []
+        starts = self._stack_starts
+        for s in range(len(self.cfg.stacks)):
+            out += flat_weights(self.rechannel[s].weight)
+            for layer in self.layers[starts[s] : starts[s + 1]]:
+                out += flat_weights(layer.conv.weight, layer.conv.bias, layer.mixer.weight)
+                if layer.res is not None:
+                    out += flat_weights(layer.res.weight, layer.res.bias)
+                else:  # NAM has this 1x1 on the very last layer too; its output is unused there
+                    c = layer.conv.in_channels
+                    out += [0.0] * (c * c + c)
+            head = self.head_rechannel[s]
+            out += flat_weights(head.weight) + (flat_weights(head.bias) if head.bias is not None else [])
+        return out + [float(self.cfg.head_scale)]

@@ -1,6 +1,6 @@
 """A Ray cluster inside a SLURM allocation: the head on the job's first node, one worker per other node.
 
-Used by ``fxdist.launch.SweepJob`` (one submitit task per node) and by ``fxdist ray-node``
+Used by ``fxdist.slurm.submit.SweepJob`` (one submitit task per node) and by ``fxdist ray-node``
 (``jobs/ray-sweep.sbatch``). The nodes meet through a rendezvous folder on the shared
 filesystem, one per (job, restart), so a requeued job never reads the previous run's
 address::

@@ -1,9 +1,10 @@
-"""Submit a sweep to SLURM: one submitit job that starts Ray in its allocation and runs the sweep.
+"""Submit a sweep to SLURM: one submitit job that starts Ray in its allocation and runs the sweep;
+the site schema, the checks against ``sinfo``, and listing and cancelling fxdist jobs.
 
 ``submit(sweep_yaml, cluster_yaml)`` checks the site description (``configs/cluster/<site>.yaml``,
 a ``ClusterConfig``) against ``sinfo``, then submits a ``SweepJob`` through submitit: one task
 per node. Task 0 starts a Ray head on the first node, the others join it as workers
-(``fxdist.slurm_ray``: free ports and temp dirs per job, so jobs can share nodes), and task 0
+(``fxdist.slurm.ray_node``: free ports and temp dirs per job, so jobs can share nodes), and task 0
 calls ``fxdist.tune.sweep``, or ``fxdist.tune.resume`` when the experiment already exists: a
 requeued job (``scontrol requeue``, preemption, or submitit's own requeue on timeout)
 restarts the Ray cluster and continues the same experiment without rerunning finished trials.
@@ -25,6 +26,7 @@ from typing import Any
 
 from fxdist.config import from_dict, load_yaml
 from fxdist.errors import ClusterError
+from fxdist.slurm.sbatch import sbatch_script
 
 JOB_PREFIX = "fxdist-"
 
@@ -164,7 +166,7 @@ class SweepJob(_checkpointable()):
 
     Task 0 starts the Ray head on the first node, waits for the other nodes' workers, then
     runs the sweep (or resumes it) and tells the workers it is done; every other task joins
-    its node to that cluster and stays until then (``fxdist.slurm_ray``). A Checkpointable:
+    its node to that cluster and stays until then (``fxdist.slurm.ray_node``). A Checkpointable:
     on timeout or preemption submitit calls ``checkpoint()`` in task 0, which resubmits this
     same object; SLURM restarts every task and ``__call__`` finds and resumes the experiment.
     """
@@ -179,21 +181,21 @@ class SweepJob(_checkpointable()):
         self.join_timeout = join_timeout
 
     def __call__(self) -> dict[str, Any]:
-        from fxdist import slurm_ray
+        from fxdist.slurm import ray_node
 
         job_id = os.environ.get("SLURM_JOB_ID", str(os.getpid()))
         restart = os.environ.get("SLURM_RESTART_COUNT", "0")
         rank = int(os.environ.get("SLURM_PROCID", "0"))
-        rdv = slurm_ray.rendezvous_dir(self.experiment, job_id, restart)
+        rdv = ray_node.rendezvous_dir(self.experiment, job_id, restart)
         node_args = {"job_id": job_id, "restart": restart, "num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
                      "timeout": self.join_timeout}
         if rank != 0:
-            return slurm_ray.serve_worker(rdv, **node_args)
-        head = slurm_ray.start_head(rdv, **node_args)
+            return ray_node.serve_worker(rdv, **node_args)
+        head = ray_node.start_head(rdv, **node_args)
         try:
             return self._drive(head, rdv, int(restart))
         finally:
-            slurm_ray.mark_done(rdv)
+            ray_node.mark_done(rdv)
             head.stop()
             head.keep_logs(rdv / "logs" / socket.gethostname())
 
@@ -201,13 +203,13 @@ class SweepJob(_checkpointable()):
         """Task 0: connect to the head, wait for every node, sweep or resume."""
         import ray
 
-        from fxdist import slurm_ray
+        from fxdist.slurm import ray_node
         from fxdist.tune import has_experiment, resume, sweep
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(address=head.address, log_to_driver=True)
         try:
-            node_ips = slurm_ray.wait_for_nodes(self.nodes, self.join_timeout, rdv)
+            node_ips = ray_node.wait_for_nodes(self.nodes, self.join_timeout, rdv)
             print(f"fxdist: Ray cluster of {len(node_ips)} node(s): {', '.join(node_ips)}", flush=True)
             resumed = has_experiment(self.experiment)
             if resumed:
@@ -241,7 +243,9 @@ class SubmitResult:
     script: str  # the sbatch script
 
 
-def _executor(cluster: ClusterConfig, job_name: str, folder: str):
+def make_executor(cluster: ClusterConfig, job_name: str, folder: str):
+    """A submitit executor asking SLURM for what ``cluster`` describes: ``cluster.nodes`` nodes,
+    one task per node, logs in ``folder`` (``%j``: the job id)."""
     import submitit
 
     kwargs: dict[str, Any] = {"slurm_max_num_timeout": cluster.max_timeouts}
@@ -303,9 +307,8 @@ def submit(sweep_yaml: str | Path, cluster_yaml: str | Path, overrides: dict[str
     node = {"CPU": float(cluster.cpus_per_node), "GPU": float(cluster.gpus_per_node)}
     check_resources(cfg.resources, {k: v * cluster.nodes for k, v in node.items()}, [node] * cluster.nodes)
     folder = f"{exp}/slurm/%j"
-    ex = _executor(cluster, f"{JOB_PREFIX}{cfg.name}", folder)
-    inner = ex._executor  # submitit's SlurmExecutor writes the script from its parameters
-    script = inner._make_submission_file_text(inner._submitit_command_str, "dry-run")
+    ex = make_executor(cluster, f"{JOB_PREFIX}{cfg.name}", folder)
+    script = sbatch_script(ex)
     if dry_run:
         return SubmitResult(None, exp, folder, script)
     try:

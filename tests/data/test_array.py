@@ -1,4 +1,4 @@
-"""fxdist.render_array without SLURM: chunk tasks run in this process, one after another.
+"""fxdist.data.array without SLURM: chunk tasks run in this process, one after another.
 
 What an array task does on a node is exactly ``render_chunk(cfg, index)``, so these tests
 cover the planning, resume and merge logic; tests/cluster/test_render_array.py runs the
@@ -18,11 +18,12 @@ from fxdist.cli import main
 from fxdist.config import from_dict, to_dict
 from fxdist.data.generate import GenerateConfig, generate
 from fxdist.data.render import render
-from fxdist.data.shards import ShardConfig, iter_rows, read_manifest, verify, write_shards
+from fxdist.data.manifest import read_manifest, verify
+from fxdist.data.shards import ShardConfig, iter_rows, write_shards
 from fxdist.errors import ConfigError, DataError, ShardError
-from fxdist.render_array import RenderArrayConfig, chunk_hosts, finalize, load_render_config, plan_chunks, prepare, render_chunk
+from fxdist.data.array import RenderArrayConfig, chunk_hosts, finalize, load_render_config, plan_chunks, prepare, render_chunk
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GEN = {"seed": 3, "sample_rate": 8000, "tracks": 7, "segments_per_track": 2, "segment_seconds": 0.5}
 SHARD = {"row_samples": 1500, "rows_per_group": 2, "rows_per_shard": 5, "val_fraction": 0.2, "test_fraction": 0.2}
 

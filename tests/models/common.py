@@ -7,7 +7,6 @@ Subclass ``ModelContract`` in ``tests/models/test_<family>.py`` with a class att
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +17,13 @@ from torch import nn
 from fxdist.config import load_yaml
 from fxdist.errors import ModelError
 from fxdist.models import EffectModel, build_model, model_config_dict
+from fxdist.presets import model_dir
 
-PRESETS = Path(__file__).resolve().parents[2] / "configs" / "model"
+PRESETS = model_dir()
 
 
 def preset(name: str, **overrides: Any) -> dict[str, Any]:
-    """A model config dict from configs/model/<name>.yaml with top-level keys replaced."""
+    """A model config dict from model preset ``name`` with top-level keys replaced."""
     return {**load_yaml(PRESETS / f"{name}.yaml"), **overrides}
 
 

@@ -175,7 +175,7 @@ def test_fit_recovers_a_known_wiener_hammerstein_system():
 
 @pytest.mark.slow
 def test_fit_matches_the_amp_cab_preset_on_other_audio():
-    """configs/effects/amp_cab.yaml at 16 kHz (HP 90 Hz -> Distortion 26 dB -> peak -> shelf -> 40 ms
+    """fxdist/presets/effects/amp_cab.yaml at 16 kHz (HP 90 Hz -> Distortion 26 dB -> peak -> shelf -> 40 ms
     cabinet IR -> -9 dB), fitted on generated tracks, tested on struck sine/square notes
     (measured: held-out ESR 5.0e-6; 90.3 Hz, gain 20.03 for 19.95)."""
     from fxdist.data.generate import GenerateConfig, generate_track

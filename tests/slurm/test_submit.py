@@ -1,4 +1,4 @@
-"""fxdist/launch.py without SLURM: the site schema and the sinfo GRES parsing.
+"""fxdist/slurm/submit.py without SLURM: the site schema and the sinfo GRES parsing.
 
 The SLURM side (submit, requeue, cancel against sbatch/squeue) is in tests/cluster/test_submit.py.
 """
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from fxdist.errors import ConfigError
-from fxdist.launch import ClusterConfig, _gres_gpus, load_cluster_config
+from fxdist.slurm.submit import ClusterConfig, _gres_gpus, load_cluster_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_local_site_loads():
