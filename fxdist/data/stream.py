@@ -1,5 +1,9 @@
 """Training windows streamed from a shard set, with bounded memory and exact epochs.
 
+One module on purpose: tiling, partition, resume and the memory bound below are one
+schedule, computed from the same per-row-group indices that ``WindowDataset`` reads by;
+split apart, each piece would need the others' internals.
+
 Windows
     ``WindowSpec(receptive_field, output_len)``; h = receptive_field - 1 and
     input_len = h + output_len. A window is (clean input (1, input_len), processed target
@@ -79,15 +83,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from fxdist.data.shards import (
-    Manifest,
-    ShardSet,
-    SplitLayout,
-    check_rows,
-    group_audio,
-    iter_rows,
-    read_manifest,
-)
+from fxdist.data.manifest import Manifest, SplitLayout, read_manifest
+from fxdist.data.shards import ShardSet, check_rows, group_audio, iter_rows
 from fxdist.errors import ShardError
 
 

@@ -12,15 +12,13 @@ import pytest
 import soundfile as sf
 
 from fxdist.audio import read_audio
+from fxdist.data.manifest import read_manifest, verify
 from fxdist.data.shards import (
     ShardConfig,
     assign_splits,
     iter_rows,
     pack_shards,
-    read_manifest,
     read_track,
-    resolve,
-    verify,
     write_shards,
 )
 from fxdist.data.stream import StreamConfig, WindowDataset, WindowSpec, iter_tracks
@@ -238,21 +236,6 @@ def test_dest_without_manifest_refused(tmp_path):
         WindowDataset(tmp_path / "s", "train", WindowSpec(1, 8))
     with pytest.raises(ShardError, match="no manifest"):
         verify(tmp_path / "s")
-
-
-def test_file_uri(dataset, tmp_path):
-    root, tracks = dataset
-    uri = (tmp_path / "uri shards").as_uri()
-    assert uri.startswith("file://")
-    _, path = resolve(uri)
-    assert path == str(tmp_path / "uri shards")
-    m = write_shards(root, uri, EFFECT, ShardConfig(**SMALL))
-    assert (tmp_path / "uri shards" / "manifest.json").exists()
-    verify(uri)
-    tid = m.splits["validation"].tracks[0]
-    np.testing.assert_array_equal(read_track(uri, "validation", tid)[1], tracks[tid][1])
-    ds = WindowDataset(uri, "validation", WindowSpec(33, 64), StreamConfig(shuffle_windows=8))
-    assert sum(1 for _ in ds) > 0
 
 
 def _pair(
