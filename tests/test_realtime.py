@@ -8,7 +8,8 @@ from torch import nn
 from fxdist.errors import ModelError
 from fxdist.models import build_model
 from fxdist.process import process_array
-from fxdist.realtime import Streamer, _MatMul, stream_array, stream_module
+from fxdist.models.streaming import MatMul
+from fxdist.realtime import Streamer, stream_array, stream_module
 
 CONFIGS = {
     "wavenet": {"family": "wavenet", "stacks": [{"channels": 4, "kernel_size": 3, "dilations": [1, 2, 4]}],
@@ -112,7 +113,7 @@ def test_block_cost_is_block_times_macs_per_sample(name):
         nonlocal total
         total += out.numel() * mod.weight.shape[1]  # (C_out, k * C_in) matmul per output frame
 
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, _MatMul)]
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, MatMul)]
     assert handles
     try:
         for t in (1, 17, 64):

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from fxdist.errors import ModelError
+from fxdist.models.streaming import RerunStream, StreamingModule
 
 
 class EffectModel(nn.Module):
@@ -136,6 +137,71 @@ class EffectModel(nn.Module):
             return x.new_zeros(batch, 1, 0), state
         return self.forward(x, stream_state)
 
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        """The streaming module of this model (``fxdist.models.streaming``), in eval mode.
+
+        Default: keep RF - 1 input samples and rerun ``forward`` per block (exact; cost grows
+        with RF). Conv families build theirs from their layers; ``conv_as`` 'matmul' (fastest
+        in PyTorch) or 'conv' (F.conv1d: fastest once exported to ONNX Runtime).
+        """
+        return RerunStream(self).eval()
+
+    # --- training --------------------------------------------------------------------
+    def train_module(self) -> nn.Module:
+        """The module the trainer calls on a batch (and DDP wraps): the model itself by default."""
+        return self
+
+    def training_loss(self, module: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, float]] | None:
+        """A loss of the family's own on a random-window batch x (B, 1, RF - 1 + T), y (B, 1, T):
+        (total, logged parts), calling ``module`` (``train_module``, DDP-wrapped when
+        data-parallel). None: train ``forward``'s prediction on the configured loss."""
+        return None
+
+    # --- export ----------------------------------------------------------------------
+    def describe(self) -> str:
+        """The family, with the settings that decide which export formats it can use."""
+        return self.family
+
+    def export_formats(self) -> dict[str, str | None]:
+        """format -> None if this model can be written in it, else the reason it cannot.
+
+        Formats: nam, onnx, torchscript, rtneural, ir. TorchScript and ONNX hold the streaming
+        module, so they follow its ``unscriptable``; the others hold specific architectures.
+        """
+        kind = "time-varying" if self.time_varying else None
+        unscriptable = self.stream_module().unscriptable
+        stream = f"{unscriptable} (process files with `fxdist process`)" if unscriptable else None
+        return {
+            "torchscript": stream,
+            "onnx": stream,
+            "nam": f"NAM's architectures are WaveNet, LSTM and Linear; fxdist's {self.family} is none of them",
+            "rtneural": f"the RTNeural JSON path (AIDA-X) holds recurrent + dense models; fxdist's {self.family} is "
+            + (kind or "convolutional"),
+            "ir": f"an impulse response holds a linear time-invariant effect; fxdist's {self.family} is "
+            + (kind or "not linear"),
+        }
+
+    @classmethod
+    def export_variants(cls) -> list[tuple[str, dict[str, Any]]]:
+        """(label, config fields) of settings that open formats the default config cannot use,
+        for the family-by-format table (``fxdist.export.format_table``)."""
+        return []
+
+    def export_notes(self, fmt: str) -> list[str]:
+        """Notes for the user about a file written in ``fmt`` (a player's size limits, say)."""
+        return []
+
+    # Families NAM can hold set ``nam_architecture`` ("WaveNet", "LSTM") and map themselves.
+    nam_architecture: ClassVar[str] = ""
+
+    def nam_config(self, nam_version: str) -> dict[str, Any]:
+        """The .nam file's ``config`` for ``nam_version`` ('0.5' or '0.7')."""
+        raise ModelError(f"{self.describe()}: no NAM mapping")
+
+    def nam_weights(self) -> list[float]:
+        """The .nam file's flat ``weights``, in NAM's order."""
+        raise ModelError(f"{self.describe()}: no NAM mapping")
+
     # --- reporting -----------------------------------------------------------------
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -202,3 +268,8 @@ def check_positive(owner: str, **values: int) -> None:
 def receptive_field_of(kernel_size: int, dilations: list[int]) -> int:
     """1 + sum((kernel_size - 1) * d) for a stack of valid dilated convs."""
     return 1 + sum((kernel_size - 1) * d for d in dilations)
+
+
+def flat_weights(*tensors: Tensor) -> list[float]:
+    """Tensors flattened row-major into one list of floats (NAM's weight layout)."""
+    return [float(v) for t in tensors for v in t.detach().reshape(-1).tolist()]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, List, Literal, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,7 @@ from torch.utils.checkpoint import checkpoint
 
 from fxdist.models.base import EffectModel, check_positive, make_activation, receptive_field_of
 from fxdist.models.registry import register
+from fxdist.models.streaming import ConvStream, RerunStream, StreamingModule, conv_op, conv_span, silence_histories
 
 INFERENCE_CHUNK = 4096  # windows per pass when no gradient is needed
 CHECKPOINT_CHUNK = 64  # windows per recomputed chunk with checkpoint_activations
@@ -115,6 +116,12 @@ class CNNModel(EffectModel):
     @property
     def receptive_field(self) -> int:
         return self.cfg.window
+
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        """Pooling over a whole window has no cheap streaming form: rerun the window (on purpose)."""
+        return RerunStream(
+            self, "cnn: its streaming module reruns a pooling window per sample through forward and cannot be scripted"
+        ).eval()
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, None]:
         self._check_no_state(state)
@@ -245,6 +252,9 @@ class FCNModel(EffectModel):
     def receptive_field(self) -> int:
         return self._rf
 
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        return _FCNStream(self, conv_as).eval()
+
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, None]:
         self._check_no_state(state)
         self._check_input(x)
@@ -260,3 +270,38 @@ class FCNModel(EffectModel):
             macs += c_in * cfg.channels * cfg.kernel_size
             c_in = cfg.channels
         return macs + cfg.channels
+
+
+class _FCNLayer(nn.Module):
+    def __init__(self, conv: nn.Conv1d, act: nn.Module, kind: str):
+        super().__init__()
+        self.conv, self.act = conv_op(conv, kind), act
+        self.span = conv_span(conv)
+
+    def forward(self, h: Tensor, hist: Tensor) -> Tuple[Tensor, Tensor]:
+        buf = torch.cat([hist, h], dim=-1)
+        return self.act(self.conv(buf)), buf[..., buf.shape[-1] - self.span :]
+
+
+class _FCNStream(ConvStream):
+    """fcn: one history (B, C_in, (k - 1) * d) per dilated conv."""
+
+    @torch.no_grad()
+    def __init__(self, model: FCNModel, kind: str):
+        super().__init__()
+        body = list(model.body)
+        self.layers = nn.ModuleList(_FCNLayer(body[i], body[i + 1], kind) for i in range(0, len(body), 2))
+        self.out = conv_op(model.out, kind)
+        self.input_skip = model.cfg.input_skip
+        self.silence = silence_histories(model, [body[i] for i in range(0, len(body), 2)])
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        h = x
+        new_state: List[Tensor] = []
+        for i, layer in enumerate(self.layers):
+            h, hist = layer(h, state[i])
+            new_state.append(hist)
+        y = self.out(h)
+        if self.input_skip:
+            y = y + x
+        return y, new_state

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from fxdist.errors import ModelError
 from fxdist.models.base import EffectModel, check_positive
 from fxdist.models.registry import register
+from fxdist.models.streaming import ProcessStream, StreamingModule
 
 _VALUES = ("threshold_db", "ratio", "attack_ms", "release_ms", "makeup_db")
 _FLOOR_DB = -200.0  # level of a silent detector (JUCE's decibelsToGain floor)
@@ -310,6 +311,12 @@ class CompressorModel(EffectModel):
     def process(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
         """Streaming is forward itself (receptive field 1); empty blocks pass the state on."""
         return self._process_recurrent(x, stream_state, self._as_state)
+
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        """Runs ``process``; state [detector level (B, 1) float64]."""
+        return ProcessStream(
+            self, "compressor: its level detector is a per-sample recursion run by numba and cannot be scripted"
+        ).eval()
 
     def macs_per_sample(self) -> int:
         """Detector 1 (a + c (e - a)), the rms square 1, the level's log 1, gain slope 1,

@@ -9,9 +9,10 @@ responses of a second and more (48 000+ taps) train and run at audio rates. Shor
 outside the window (an FFT leaves ~1e-7 rounding on every output).
 
 Receptive field = ``length``. Valid convolution as every conv family: forward on T input
-samples gives T - length + 1 outputs. Streaming is ``EffectModel.process`` (history of
-length - 1 samples, one FFT per block): exact, but it has no cached-layer streaming
-module in ``fxdist.realtime``.
+samples gives T - length + 1 outputs. ``process`` streams with a history of length - 1
+samples and one FFT per block; the streaming module keeps the same history and runs one
+direct convolution per block (L MACs per sample: fine for filters and cabinets; a 1.5 s
+reverb response belongs in a host's partitioned convolution, ``fxdist export --format ir``).
 
 ``fit_least_squares`` solves for the taps in closed form from clean/target pairs (the
 Wiener-Hopf normal equations, a Toeplitz system): the optimum ESR-without-pre-emphasis
@@ -21,7 +22,7 @@ FIR of that length. Used as the initialisation before gradient training.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, List, Literal, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 from fxdist.errors import ModelError
 from fxdist.models.base import EffectModel, check_positive
 from fxdist.models.registry import register
+from fxdist.models.streaming import StreamingModule
 
 
 DIRECT_MAX_TAPS = 128  # method "auto": F.conv1d up to this length, FFT above
@@ -106,6 +108,16 @@ class FIRModel(EffectModel):
         """Direct-form cost (length); the FFT path costs O(log T) per sample instead."""
         return self.cfg.length
 
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        return _FIRStream(self).eval()
+
+    def export_formats(self) -> dict[str, str | None]:
+        return {**super().export_formats(), "ir": None}
+
+    def ir_taps(self) -> np.ndarray:
+        """The impulse response (length,) float32 as it is (no normalisation), taps[0] = lag 0."""
+        return self.taps.detach().cpu().numpy().astype(np.float32)
+
     def fit(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], log: Any = print) -> dict[str, float]:
         """Least-squares taps (``fit_least_squares``) from whole tracks."""
         self.set_taps(fit_least_squares(pairs, self.cfg.length))
@@ -166,3 +178,21 @@ def fit_least_squares(
             p += np.fft.irfft(np.fft.rfft(ext) * np.conj(fc), n)[:length]
         h = solve_toeplitz(r, p)
     return h
+
+
+class _FIRStream(StreamingModule):
+    """fir: state [history (B, 1, L - 1)]; one direct convolution per block (exact, L MACs per sample)."""
+
+    def __init__(self, model: FIRModel):
+        super().__init__()
+        self.weight = nn.Parameter(model.taps.detach().flip(0).view(1, 1, -1).clone(), requires_grad=False)
+        self.hist = model.receptive_field - 1
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        full = torch.cat([state[0], x], dim=-1)
+        y = F.conv1d(full, self.weight)
+        return y, [full[:, :, full.shape[-1] - self.hist :]]
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> List[Tensor]:
+        return [torch.zeros(batch, 1, self.hist)]

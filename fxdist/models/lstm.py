@@ -1,7 +1,8 @@
 """Recurrent family ``lstm``: stacked LSTM or GRU, linear head, optional input skip.
 
 The layout (nn.LSTM/nn.GRU with input size 1, then Linear(hidden, 1), y = x + head(h))
-is that of AIDA-X / NAM LSTM models, so RTNeural-style exports map weights one to one.
+is that of AIDA-X / NAM LSTM models, so RTNeural-style exports map weights one to one
+(``rtneural_model``, ``nam_config``/``nam_weights``; NAM's LSTM has no input skip).
 State is a tuple of tensors of shape (num_layers, B, hidden): (h, c) for LSTM, (h,) for GRU
 (a bare h tensor is accepted for GRU too).
 Truncated BPTT and warm-up belong to the trainer: forward returns the state attached to
@@ -11,14 +12,18 @@ the graph; detach it with ``fxdist.models.base.detach_state``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, List, Literal, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from fxdist.errors import ModelError
-from fxdist.models.base import EffectModel, check_positive
+from fxdist.models.base import EffectModel, check_positive, flat_weights
 from fxdist.models.registry import register
+from fxdist.models.streaming import StreamingModule
+
+# Hidden sizes AIDA-X's RTNeural build loads (1-layer models only).
+AIDAX_HIDDEN_SIZES = (8, 12, 16, 20, 24, 32, 40, 64, 80)
 
 
 @dataclass
@@ -39,6 +44,7 @@ class LSTMModel(EffectModel):
     family = "lstm"
     config_cls = LSTMConfig
     stateful = True
+    nam_architecture = "LSTM"
 
     def __init__(self, cfg: LSTMConfig):
         super().__init__(cfg)
@@ -80,6 +86,71 @@ class LSTMModel(EffectModel):
         """Streaming is forward itself (receptive field 1); empty blocks pass the state on."""
         return self._process_recurrent(x, stream_state)
 
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        return (_LSTMStream(self) if self.cfg.cell == "lstm" else _GRUStream(self)).eval()
+
+    # --- export ------------------------------------------------------------------------
+    def describe(self) -> str:
+        return f"lstm (cell {self.cfg.cell}, input_skip {self.cfg.input_skip})"
+
+    def export_formats(self) -> dict[str, str | None]:
+        out = super().export_formats()
+        if self.cfg.cell != "lstm":
+            out["nam"] = "NAM has no GRU architecture"
+        elif self.cfg.input_skip:
+            out["nam"] = "NAM's LSTM has no input skip (y = head(h)); train with input_skip: false"
+        else:
+            out["nam"] = None
+        out["rtneural"] = None
+        return out
+
+    @classmethod
+    def export_variants(cls) -> list[tuple[str, dict[str, Any]]]:
+        return [("cell lstm, input_skip false", {"cell": "lstm", "input_skip": False})]
+
+    def export_notes(self, fmt: str) -> list[str]:
+        cfg = self.cfg
+        if fmt == "rtneural" and (cfg.num_layers != 1 or cfg.hidden_size not in AIDAX_HIDDEN_SIZES):
+            return [
+                (f"AIDA-X loads only 1-layer LSTM/GRU of hidden size {AIDAX_HIDDEN_SIZES}; this file needs RTNeural's "
+                 f"dynamic json_parser (num_layers {cfg.num_layers}, hidden {cfg.hidden_size})")
+            ]
+        return []
+
+    def nam_config(self, nam_version: str) -> dict[str, Any]:
+        return {"input_size": 1, "hidden_size": self.cfg.hidden_size, "num_layers": self.cfg.num_layers}
+
+    def nam_weights(self) -> list[float]:
+        """Per layer: [W_ih | W_hh] (4H, in + H) row-major, b_ih + b_hh, initial h, initial c; head W, b."""
+        rnn, hidden = self.rnn, self.cfg.hidden_size
+        out: list[float] = []
+        for layer in range(self.cfg.num_layers):
+            w = torch.cat([getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")], dim=1)
+            b = getattr(rnn, f"bias_ih_l{layer}") + getattr(rnn, f"bias_hh_l{layer}")
+            out += flat_weights(w, b, torch.zeros(hidden), torch.zeros(hidden))  # fxdist starts from a zero state
+        return out + flat_weights(self.head.weight, self.head.bias)
+
+    def rtneural_model(self) -> dict[str, Any]:
+        """RTNeural/AIDA-X JSON without metadata: Keras kernel layouts (in, G*H), gates i,f,c,o
+        (LSTM) / z,r,h (GRU), then a dense layer; ``in_skip`` 1 for input-skip models."""
+        cfg, rnn = self.cfg, self.rnn
+        hidden = cfg.hidden_size
+        layers = []
+        for layer in range(cfg.num_layers):
+            w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}").detach(), getattr(rnn, f"weight_hh_l{layer}").detach()
+            b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}").detach(), getattr(rnn, f"bias_hh_l{layer}").detach()
+            if cfg.cell == "lstm":  # PyTorch's i, f, g, o is Keras's i, f, c, o; RTNeural adds no second bias
+                weights = [w_ih.T.tolist(), w_hh.T.tolist(), (b_ih + b_hh).tolist()]
+            else:  # PyTorch r, z, n -> Keras z, r, h; reset_after: input and recurrent biases kept apart
+                order = torch.arange(3 * hidden).view(3, hidden)[[1, 0, 2]].reshape(-1)
+                weights = [w_ih[order].T.tolist(), w_hh[order].T.tolist(), [b_ih[order].tolist(), b_hh[order].tolist()]]
+            layers.append({"type": cfg.cell, "activation": "", "shape": [None, None, hidden], "weights": weights})
+        layers.append({
+            "type": "dense", "activation": "", "shape": [None, None, 1],
+            "weights": [self.head.weight.detach().T.tolist(), self.head.bias.detach().tolist()],
+        })
+        return {"in_shape": [None, None, 1], "in_skip": 1 if cfg.input_skip else 0, "layers": layers}
+
     def macs_per_sample(self) -> int:
         gates = 4 if self.cfg.cell == "lstm" else 3
         hidden = self.cfg.hidden_size
@@ -110,3 +181,49 @@ class LSTMModel(EffectModel):
         raise ModelError(
             f"lstm ({self.cfg.cell}): state must be a tuple of {n} tensor(s) of shape {want}, got {got}"
         )
+
+
+class _LSTMStream(StreamingModule):
+    """lstm cell: state [h, c], each (num_layers, B, hidden); zeros at start."""
+
+    state_batch_axis = 1
+
+    def __init__(self, model: LSTMModel):
+        super().__init__()
+        self.rnn, self.head = model.rnn, model.head
+        self.input_skip = model.cfg.input_skip
+        self.num_layers, self.hidden = model.cfg.num_layers, model.cfg.hidden_size
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        out, (h, c) = self.rnn(x.transpose(1, 2), (state[0], state[1]))
+        y = self.head(out).transpose(1, 2)
+        if self.input_skip:
+            y = y + x
+        return y, [h, c]
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> List[Tensor]:
+        return [torch.zeros(self.num_layers, batch, self.hidden), torch.zeros(self.num_layers, batch, self.hidden)]
+
+
+class _GRUStream(StreamingModule):
+    """gru cell: state [h] (num_layers, B, hidden); zeros at start."""
+
+    state_batch_axis = 1
+
+    def __init__(self, model: LSTMModel):
+        super().__init__()
+        self.rnn, self.head = model.rnn, model.head
+        self.input_skip = model.cfg.input_skip
+        self.num_layers, self.hidden = model.cfg.num_layers, model.cfg.hidden_size
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        out, h = self.rnn(x.transpose(1, 2), state[0])
+        y = self.head(out).transpose(1, 2)
+        if self.input_skip:
+            y = y + x
+        return y, [h]
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> List[Tensor]:
+        return [torch.zeros(self.num_layers, batch, self.hidden)]

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from fxdist.errors import ModelError
 from fxdist.models.base import EffectModel, check_positive
 from fxdist.models.registry import register
+from fxdist.models.streaming import ProcessStream, StreamingModule
 
 GAIN_FLOOR = 1e-4  # |STFT| floor of the MR-STFT distance (auraloss clamps power at 1e-8)
 
@@ -191,6 +192,13 @@ class PVPitchModel(EffectModel):
     def process(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
         """Streaming is forward itself (receptive field 1); empty blocks pass the state on."""
         return self._process_recurrent(x, stream_state, self._as_state)
+
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        """Runs ``process``; state [last inputs, analysis and synthesis phases, overlap-add tail, position]."""
+        return ProcessStream(self, (
+            "pvpitch: its phase-vocoder stream (per-lane frame offsets, FFT grains placed by scatter) "
+            "has no TorchScript/ONNX form in fxdist yet and cannot be scripted"
+        )).eval()
 
     def macs_per_sample(self) -> int:
         """Per frame (every ``hop`` samples): analysis window N, rfft ~2 N log2 N, phase

@@ -15,7 +15,7 @@ and gradients equal the plain path; inference and streaming never checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, List, Literal, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from fxdist.models.base import EffectModel, check_positive, make_activation, receptive_field_of
 from fxdist.models.registry import register
+from fxdist.models.streaming import ConvStream, StreamingModule, conv_op, conv_span, silence_histories
 
 
 @dataclass
@@ -86,6 +87,9 @@ class TCNModel(EffectModel):
     def receptive_field(self) -> int:
         return self._rf
 
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        return _TCNStream(self, conv_as).eval()
+
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, None]:
         self._check_no_state(state)
         self._check_input(x)
@@ -107,3 +111,37 @@ class TCNModel(EffectModel):
             macs += c_in * cfg.channels * cfg.kernel_size + c_in * cfg.channels
             c_in = cfg.channels
         return macs + cfg.channels
+
+
+class _TCNBlock(nn.Module):
+    def __init__(self, block: _Block, kind: str):
+        super().__init__()
+        self.conv, self.act, self.res = conv_op(block.conv, kind), block.act, conv_op(block.res, kind)
+        self.span = conv_span(block.conv)
+
+    def forward(self, h: Tensor, hist: Tensor) -> Tuple[Tensor, Tensor]:
+        buf = torch.cat([hist, h], dim=-1)
+        return self.act(self.conv(buf)) + self.res(h), buf[..., buf.shape[-1] - self.span :]
+
+
+class _TCNStream(ConvStream):
+    """tcn: one history (B, C_in, (k - 1) * d) per block's dilated conv."""
+
+    @torch.no_grad()
+    def __init__(self, model: TCNModel, kind: str):
+        super().__init__()
+        self.blocks = nn.ModuleList(_TCNBlock(b, kind) for b in model.blocks)
+        self.out = conv_op(model.out, kind)
+        self.input_skip = model.cfg.input_skip
+        self.silence = silence_histories(model, [b.conv for b in model.blocks])
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        h = x
+        new_state: List[Tensor] = []
+        for i, block in enumerate(self.blocks):
+            h, hist = block(h, state[i])
+            new_state.append(hist)
+        y = self.out(h)
+        if self.input_skip:
+            y = y + x
+        return y, new_state

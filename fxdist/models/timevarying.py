@@ -9,13 +9,14 @@ one pass over the signal preceded by silence, as for every family.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from fxdist.errors import ModelError
 from fxdist.models.base import EffectModel
+from fxdist.models.streaming import StreamingModule, trace_core
 
 
 class TimeVaryingModel(EffectModel):
@@ -56,6 +57,9 @@ class TimeVaryingModel(EffectModel):
         y = self._run(full, position)
         return y, (full[..., full.shape[-1] - hist_len :], position + length)
 
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        return TimeVaryingStream(self).eval()
+
     def reset_lanes(self, state: Any, mask: Tensor) -> Any:
         """Zero the history and the position of the masked lanes (out of place)."""
         if state is None:
@@ -76,3 +80,37 @@ class TimeVaryingModel(EffectModel):
                 f"{self.family}: stream state must be (history {shape}, position ({batch},)), got {state!r:.200}"
             )
         return state
+
+
+class _Core(nn.Module):
+    """(input with history (B, 1, T + RF - 1), position (B,) int64) -> (B, 1, T): the model's _run."""
+
+    def __init__(self, model: TimeVaryingModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, full: Tensor, position: Tensor) -> Tensor:
+        return self.model._run(full, position)
+
+
+class TimeVaryingStream(StreamingModule):
+    """State [history (B, 1, RF - 1), position (B,) int64]. Scripting traces the core (its length
+    and position stay dynamic: exports check it on irregular blocks)."""
+
+    def __init__(self, model: TimeVaryingModel):
+        super().__init__()
+        self.core = _Core(model)
+        self.hist = model.receptive_field - 1
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        full = torch.cat([state[0], x], dim=-1)
+        y = self.core(full, state[1])
+        return y, [full[:, :, full.shape[-1] - self.hist :], state[1] + x.shape[-1]]
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> List[Tensor]:
+        return [torch.zeros(batch, 1, self.hist), torch.zeros(batch, dtype=torch.long)]
+
+    def scriptable(self) -> "TimeVaryingStream":
+        self.core = trace_core(self.core, self.hist)
+        return self

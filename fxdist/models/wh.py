@@ -30,7 +30,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, List, Literal, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from fxdist.errors import ModelError
 from fxdist.models.base import EffectModel, check_positive
 from fxdist.models.fir import DIRECT_MAX_TAPS, _fast_size, fft_convolve_valid, fit_least_squares
 from fxdist.models.registry import register
+from fxdist.models.streaming import StreamingModule
 
 # Fit search grid: input high-pass cutoffs (0 = no filter) and drive gains.
 GRID_CUTOFFS_HZ = (0.0, 20.0, 40.0, 80.0, 160.0, 320.0)
@@ -112,6 +113,9 @@ class WHModel(EffectModel):
     def macs_per_sample(self) -> int:
         """Direct-form cost of both filters plus the gain (the FFT path is O(log T) per sample)."""
         return self.cfg.pre_length + self.cfg.post_length + 1
+
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        return _WHStream(self).eval()
 
     def fit(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], log: Any = print) -> dict[str, float]:
         """``fit_wh`` with the config's search settings."""
@@ -379,3 +383,28 @@ def _fit_wh(model: WHModel, pairs: Sequence[tuple[np.ndarray, np.ndarray]], log:
         f"train ESR {train_esr:.4g} ({seconds:.1f} s)")
     return {"cutoff_hz": float(fc), "gain": float(gain), "bias": float(bias), "search_esr": float(esr),
             "train_esr": float(train_esr), "fit_seconds": seconds}
+
+
+class _WHStream(StreamingModule):
+    """wh: state [input history (B, 1, P - 1), drive-output history (B, 1, Q - 1)]; two direct
+    convolutions per block around the static tanh (exact, P + Q MACs per sample)."""
+
+    def __init__(self, model: WHModel):
+        super().__init__()
+        self.pre = nn.Parameter(model.pre.detach().flip(0).view(1, 1, -1).clone(), requires_grad=False)
+        self.post = nn.Parameter(model.post.detach().flip(0).view(1, 1, -1).clone(), requires_grad=False)
+        self.gain = float(model.log_gain.detach().exp())
+        self.bias = float(model.bias.detach())
+        self.pre_hist, self.post_hist = model.cfg.pre_length - 1, model.cfg.post_length - 1
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        full = torch.cat([state[0], x], dim=-1)
+        v = torch.tanh(self.gain * F.conv1d(full, self.pre) + self.bias)
+        vfull = torch.cat([state[1], v], dim=-1)
+        y = F.conv1d(vfull, self.post)
+        return y, [full[:, :, full.shape[-1] - self.pre_hist :], vfull[:, :, vfull.shape[-1] - self.post_hist :]]
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> List[Tensor]:
+        # the drive's output for silent input is tanh(bias), not 0
+        return [torch.zeros(batch, 1, self.pre_hist), torch.full((batch, 1, self.post_hist), math.tanh(self.bias))]
