@@ -568,6 +568,8 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+            if not cfg.resume and self.step == 0:  # a new run: no validation lines of an earlier one
+                write_text_atomic(self.out_dir / "metrics.jsonl", "")
         self._write_data_share()
         writer = self._writer()
         bar = self._progress_bar()
@@ -680,6 +682,34 @@ class Trainer:
         from tqdm.auto import tqdm
 
         return tqdm(total=self.cfg.steps, initial=self.step, desc=f"train {self.model_config['family']}", unit="step", mininterval=1.0)
+
+
+RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")
+
+
+def check_run_folder(cfg: TrainConfig, overwrite: bool = False) -> None:
+    """Refuse to train over an existing run unless asked, and to resume a run that is not there.
+
+    ``resume`` with no ``last.pt`` in ``out_dir`` (a mistyped folder) would start from
+    scratch; a new run in a folder holding one would replace its ``best.pt``.
+    """
+    out = Path(cfg.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: the run folder is a file; choose another --out")
+    if cfg.resume:
+        if not (out / "last.pt").is_file():
+            held = ", ".join(sorted(p.name for p in out.iterdir())[:5]) if out.is_dir() else "the folder does not exist"
+            raise ConfigError(
+                f"{out}: nothing to resume, there is no last.pt ({held or 'the folder is empty'}); check --out, "
+                "or leave out --resume to start a new run"
+            )
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not overwrite:
+        raise ConfigError(
+            f"{out}: holds a run ({', '.join(found)}); pass --resume to continue it, --overwrite to train a new "
+            "run in its place, or choose another --out"
+        )
 
 
 def train(cfg: TrainConfig, report: Callable[[dict, Path | None], None] | None = None) -> TrainResult:

@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shards", help="shard set path or URI (overrides data.shards)")
     p.add_argument("--out", help="run folder (overrides out_dir)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with the same step and data position")
+    p.add_argument("--overwrite", action="store_true", help="train a new run in an OUT that holds one (its best.pt is replaced)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("process", help="apply a trained model to an audio file", description="Apply a trained model to an audio file, block by block.")
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args) -> int:
-    from fxdist.train import load_config, train
+    from fxdist.train import check_run_folder, load_config, train
 
     overrides = parse_overrides(args.overrides)
     if args.shards:
@@ -37,7 +38,9 @@ def _train(args) -> int:
         overrides["out_dir"] = args.out
     if args.resume:
         overrides["resume"] = True
-    result = train(load_config(args.config, overrides))
+    cfg = load_config(args.config, overrides)
+    check_run_folder(cfg, overwrite=args.overwrite)
+    result = train(cfg)
     print(json.dumps({k: v for k, v in vars(result).items() if k != "history"}, indent=2))
     return 0
 

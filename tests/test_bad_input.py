@@ -1,0 +1,162 @@
+"""Bad input through the real CLI: each case exits 2 with one line naming the file and the problem.
+
+Every case runs ``fxdist.cli.main`` in this process (the entry point ``fxdist`` runs) and checks:
+exit code 2, a ``fxdist: error:`` line that matches the case's pattern (the file, the problem and
+the fix where there is one), no traceback on stderr, and no partial output left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from fxdist.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "configs" / "train" / "tiny.yaml")
+
+
+@dataclass
+class Case:
+    """``argv`` and ``expect`` may hold ``{tmp}``, ``{run}`` (a finished tiny run), ``{shards}``, ``{wav}``."""
+
+    id: str
+    argv: list[str]
+    expect: str  # regex searched in stderr
+    setup: Callable[[Path], None] | None = None
+    no_output: list[str] = field(default_factory=list)  # paths (templated) that must not exist afterwards
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo this should never run",))
+
+
+def _write(name: str, data: bytes | str) -> Callable[[Path], None]:
+    def make(tmp: Path) -> None:
+        path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return make
+
+
+def _wav_bytes(frames: int = 4800) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, np.full(frames, 0.1, np.float32), 48000, format="WAV", subtype="PCM_24")
+    return buf.getvalue()
+
+
+def _code_checkpoint(tmp: Path) -> None:
+    torch.save({"x": _RunsCode()}, tmp / "evil.pt")
+
+
+def _copy_run(tmp: Path, run: Path) -> None:
+    import shutil
+
+    shutil.copytree(run, tmp / "run")
+
+
+CASES = [
+    # -- config and overrides
+    Case("override-without-equals", ["train", TINY, "--set", "optim.lr"], r"override 'optim.lr' is not KEY=VALUE"),
+    Case("unknown-config-key", ["train", TINY, "--set", "optim.lrr=1"], r"tiny.yaml: optim: unknown key\(s\) 'lrr' for OptimConfig; allowed keys: grad_clip, lr"),
+    Case("missing-config-file", ["train", "{tmp}/nope.yaml"], r"nope.yaml: cannot read config file"),
+    Case("config-not-yaml", ["train", "{tmp}/bad.yaml"], r"bad.yaml: invalid YAML", setup=_write("bad.yaml", "a: [1, 2\n")),
+    # -- run folders
+    Case("resume-a-missing-run", ["train", TINY, "--shards", "{shards}", "--out", "{tmp}/typo", "--resume"],
+         r"typo: nothing to resume, there is no last.pt .*check --out, or leave out --resume", no_output=["{tmp}/typo"]),
+    Case("train-over-a-finished-run", ["train", TINY, "--shards", "{shards}", "--out", "{tmp}/run"],
+         r"run: holds a run \(best.pt, last.pt, metrics.jsonl\); pass --resume to continue it, --overwrite",
+         setup="copy-run"),
+    Case("run-folder-is-a-file", ["train", TINY, "--shards", "{shards}", "--out", "{tmp}/afile"],
+         r"afile: the run folder is a file", setup=_write("afile", "x")),
+    # -- audio inputs
+    Case("process-missing-input", ["process", "{run}/best.pt", "{tmp}/missing.wav", "{tmp}/out.wav"],
+         r"missing.wav: no such audio file", no_output=["{tmp}/out.wav"]),
+    Case("process-empty-input", ["process", "{run}/best.pt", "{tmp}/empty.wav", "{tmp}/out.wav"],
+         r"empty.wav: the file is empty \(0 bytes\)", setup=_write("empty.wav", b""), no_output=["{tmp}/out.wav"]),
+    Case("process-truncated-input", ["process", "{run}/best.pt", "{tmp}/cut.wav", "{tmp}/out.wav"],
+         r"cut.wav: truncated WAV: its header promises 14400 bytes of audio \(4800 frames",
+         setup=_write("cut.wav", _wav_bytes()[:6000]), no_output=["{tmp}/out.wav"]),
+    Case("process-text-as-audio", ["process", "{run}/best.pt", "{tmp}/notes.wav", "{tmp}/out.wav"],
+         r"notes.wav: cannot decode audio \(Format not recognised\).*export it again as WAV or FLAC",
+         setup=_write("notes.wav", "not audio\n" * 40), no_output=["{tmp}/out.wav"]),
+    Case("process-damaged-mp3", ["process", "{run}/best.pt", "{tmp}/noise.mp3", "{tmp}/out.wav"],
+         r"noise.mp3: cannot decode audio \(no decodable audio stream in it\)",
+         setup=_write("noise.mp3", bytes(range(256)) * 20), no_output=["{tmp}/out.wav"]),
+    Case("process-a-folder", ["process", "{run}/best.pt", "{tmp}", "{tmp}/out.wav"],
+         r": not a regular file \(a folder\?\)", no_output=["{tmp}/out.wav"]),
+    # -- checkpoints
+    Case("checkpoint-missing", ["process", "{tmp}/none.pt", "{wav}", "{tmp}/out.wav"], r"none.pt: no such checkpoint file",
+         no_output=["{tmp}/out.wav"]),
+    Case("checkpoint-empty", ["process", "{tmp}/empty.pt", "{wav}", "{tmp}/out.wav"], r"empty.pt: the file is empty \(0 bytes\)",
+         setup=_write("empty.pt", b""), no_output=["{tmp}/out.wav"]),
+    Case("checkpoint-text", ["process", "{tmp}/notes.pt", "{wav}", "{tmp}/out.wav"],
+         r"notes.pt: not an fxdist checkpoint \(a PyTorch checkpoint is a zip archive", setup=_write("notes.pt", "hello\n"),
+         no_output=["{tmp}/out.wav"]),
+    Case("checkpoint-truncated", ["process", "{tmp}/run/cut.pt", "{wav}", "{tmp}/out.wav"],
+         r"cut.pt: truncated or damaged checkpoint", setup="cut-checkpoint", no_output=["{tmp}/out.wav"]),
+    Case("checkpoint-runs-code", ["process", "{tmp}/evil.pt", "{wav}", "{tmp}/out.wav"],
+         r"evil.pt: refused: it asks to import (posix|nt).system, and loading it could run code", setup=_code_checkpoint,
+         no_output=["{tmp}/out.wav"]),
+]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_shards, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("bad-input") / "run"
+    assert main(["train", TINY, "--shards", str(tiny_shards), "--out", str(run), "--set", "steps=4",
+                 "--set", "val_every=2", "--set", "checkpoint_every=2"]) == 0
+    return run
+
+
+def _fill(text: str, tmp: Path, run: Path, shards: Path, wav: Path) -> str:
+    return text.format(tmp=tmp, run=run, shards=shards, wav=wav)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_clear_line(case: Case, tmp_path, finished_run, tiny_shards, capfd):
+    wav = tmp_path / "in.wav"
+    wav.write_bytes(_wav_bytes())
+    if case.setup == "copy-run":
+        _copy_run(tmp_path, finished_run)
+    elif case.setup == "cut-checkpoint":
+        (tmp_path / "run").mkdir()
+        data = (finished_run / "best.pt").read_bytes()
+        (tmp_path / "run" / "cut.pt").write_bytes(data[: len(data) // 2])
+    elif case.setup is not None:
+        case.setup(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    argv = [_fill(a, tmp_path, finished_run, tiny_shards, wav) for a in case.argv]
+    code = main(argv)
+    err = capfd.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("fxdist: error:")]
+    assert len(lines) == 1, err
+    assert re.search(case.expect, lines[0]), lines[0]
+    assert "weights_only=False" not in err and "System error" not in err
+    for path in case.no_output:
+        assert not Path(_fill(path, tmp_path, finished_run, tiny_shards, wav)).exists()
+    changed = [p for p, t in before.items() if p.exists() and p.stat().st_mtime_ns != t and p.is_file()]
+    assert not changed, f"bad input changed {changed}"
+    stray = [p for p in tmp_path.rglob("*") if p not in before and p.name.startswith(".")]
+    assert not stray, f"temp files left: {stray}"
+
+
+def test_case_ids_are_unique_and_counted(capsys):
+    ids = [c.id for c in CASES]
+    assert len(set(ids)) == len(ids), sorted({i for i in ids if ids.count(i) > 1})
+    with capsys.disabled():
+        print(f"\nbad-input cases through the CLI: {len(CASES)}")
