@@ -1,5 +1,5 @@
 """`fxdist data ...`: generate, ingest, render, import, shard, verify, effects; render-plan,
-render-chunk and finalize (one SLURM array task each, see fxdist.render_array).
+render-chunk and finalize (one SLURM array task each, see fxdist.data.array).
 
 All commands work on a dataset root laid out as ``clean/``, ``processed/<effect>/`` and
 ``shards/<effect>/`` (see fxdist.data).
@@ -151,7 +151,7 @@ def _shard(args) -> int:
 
 
 def _verify(args) -> int:
-    from fxdist.data.shards import verify
+    from fxdist.data.manifest import verify
 
     print(verify(args.dest))
     return 0
@@ -168,7 +168,7 @@ def _effects(args) -> int:
 
 
 def _render_plan(args) -> int:
-    from fxdist.render_array import index_ranges, load_render_config, prepare
+    from fxdist.data.array import index_ranges, load_render_config, prepare
 
     plan = prepare(load_render_config(args.config, parse_overrides(args.overrides)))
     todo = plan.todo()
@@ -179,7 +179,7 @@ def _render_plan(args) -> int:
 
 
 def _render_chunk(args) -> int:
-    from fxdist.render_array import load_render_config, render_chunk
+    from fxdist.data.array import load_render_config, render_chunk
 
     cfg = load_render_config(args.config, parse_overrides(args.overrides))
     print(render_chunk(cfg, args.index, workers=args.workers))
@@ -187,7 +187,7 @@ def _render_chunk(args) -> int:
 
 
 def _finalize(args) -> int:
-    from fxdist.render_array import finalize, load_render_config
+    from fxdist.data.array import finalize, load_render_config
 
     manifest = finalize(load_render_config(args.config, parse_overrides(args.overrides)), verify=not args.no_verify)
     print(manifest.summary())

@@ -1,8 +1,8 @@
 """`fxdist ray-node`: the Ray-on-SLURM bootstrap as commands, for sbatch scripts (jobs/ray-sweep.sbatch).
 
-`fxdist submit` does the same from Python (fxdist.launch.SweepJob); these commands let a
+`fxdist submit` does the same from Python (fxdist.slurm.submit.SweepJob); these commands let a
 hand-written batch script start the head and workers with ``srun``, wait for them, and tell
-them to stop. All state is in the rendezvous folder (shared filesystem), see fxdist.slurm_ray.
+them to stop. All state is in the rendezvous folder (shared filesystem), see fxdist.slurm.ray_node.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ray-node", help="start/join/stop a Ray cluster inside a SLURM job (for sbatch scripts)",
-                       description="The Ray-on-SLURM bootstrap of fxdist.slurm_ray as commands: run `head` on the "
+                       description="The Ray-on-SLURM bootstrap of fxdist.slurm.ray_node as commands: run `head` on the "
                                    "first node and `worker` on the others (srun), `wait` in the batch script, then `done`.")
     cmds = p.add_subparsers(dest="ray_command", required=True, metavar="ACTION")
     for name, text in (("head", "start the head here and keep it until `done`"),
@@ -41,17 +41,17 @@ def _node_args(args) -> dict:
 
 
 def _head(args) -> int:
-    from fxdist import slurm_ray
+    from fxdist.slurm import ray_node
 
     rdv = Path(args.rendezvous)
-    slurm_ray.stay_until_done(slurm_ray.start_head(rdv, **_node_args(args)), rdv)
+    ray_node.stay_until_done(ray_node.start_head(rdv, **_node_args(args)), rdv)
     return 0
 
 
 def _worker(args) -> int:
-    from fxdist import slurm_ray
+    from fxdist.slurm import ray_node
 
-    result = slurm_ray.serve_worker(Path(args.rendezvous), **_node_args(args))
+    result = ray_node.serve_worker(Path(args.rendezvous), **_node_args(args))
     print(f"fxdist: Ray worker on {result['host']} stopped ({result['ended']})")
     return 0
 
@@ -59,13 +59,13 @@ def _worker(args) -> int:
 def _wait(args) -> int:
     import ray
 
-    from fxdist import slurm_ray
+    from fxdist.slurm import ray_node
 
     rdv = Path(args.rendezvous)
-    address = slurm_ray.read_head(rdv, args.timeout)
+    address = ray_node.read_head(rdv, args.timeout)
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     try:
-        slurm_ray.wait_for_nodes(args.nodes, args.timeout, rdv)
+        ray_node.wait_for_nodes(args.nodes, args.timeout, rdv)
     finally:
         ray.shutdown()
     print(address)
@@ -73,7 +73,7 @@ def _wait(args) -> int:
 
 
 def _done(args) -> int:
-    from fxdist import slurm_ray
+    from fxdist.slurm import ray_node
 
-    slurm_ray.mark_done(Path(args.rendezvous))
+    ray_node.mark_done(Path(args.rendezvous))
     return 0

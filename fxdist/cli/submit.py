@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _submit(args) -> int:
     if args.render:
         return _submit_render(args)
-    from fxdist.launch import submit
+    from fxdist.slurm.submit import submit
 
     overrides = parse_overrides(args.overrides)
     if args.shards:
@@ -51,7 +51,8 @@ def _submit(args) -> int:
 
 def _submit_render(args) -> int:
     from fxdist.errors import ConfigError
-    from fxdist.render_array import index_ranges, submit_render
+    from fxdist.data.array import index_ranges
+    from fxdist.slurm.array import submit_render
 
     if args.shards or args.storage:
         raise ConfigError("--shards and --storage are for sweeps; a render-array config names its root and out")
@@ -73,7 +74,7 @@ def _submit_render(args) -> int:
 
 
 def _jobs(args) -> int:
-    from fxdist.launch import jobs
+    from fxdist.slurm.submit import jobs
 
     rows = jobs()
     header = ["job", "name", "state", "elapsed", "limit", "nodes/reason"]
@@ -85,7 +86,7 @@ def _jobs(args) -> int:
 
 
 def _cancel(args) -> int:
-    from fxdist.launch import cancel
+    from fxdist.slurm.submit import cancel
 
     cancel(args.job_id)
     print(f"cancelled {args.job_id}")

@@ -1,4 +1,4 @@
-"""Ray across the nodes of a real 3-node SLURM allocation (fxdist/launch.py, fxdist/slurm_ray.py).
+"""Ray across the nodes of a real 3-node SLURM allocation (fxdist/slurm/submit.py, fxdist/slurm/ray_node.py).
 
 The cluster is the `local_slurm` fixture: three slurmd nodes in their own network, UTS,
 mount and PID namespaces (cluster/local_slurm.py), 2 CPUs each as slurm.conf declares them.
@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from fxdist.errors import ClusterError
-from fxdist.launch import submit
-from fxdist.slurm_ray import worker_port_range
+from fxdist.slurm.ray_node import worker_port_range
+from fxdist.slurm.submit import submit
 from fxdist.train import Trainer, load_config, train
 from fxdist.tune import status
 from tests.cluster.slurm_jobs import diagnosis, job_state, poll_job, wait_state, worker_host

@@ -1,5 +1,5 @@
 """Render and shard a dataset as a SLURM job array on the real local cluster
-(fxdist/render_array.py, `fxdist submit --render`, jobs/render-array.sbatch).
+(fxdist/data/array.py, fxdist/slurm/array.py, `fxdist submit --render`, jobs/render-array.sbatch).
 
 Nothing is mocked: sbatch/scontrol of the 3-node cluster (2 CPUs per node), submitit's
 array, the tasks rendering the distortion preset on the nodes. Each task asks for both
@@ -20,9 +20,10 @@ import pytest
 import yaml
 
 from fxdist.cli import main
-from fxdist.data.shards import verify
+from fxdist.data.manifest import verify
 from fxdist.errors import ClusterError
-from fxdist.render_array import chunk_hosts, load_render_config, submit_render
+from fxdist.data.array import chunk_hosts, load_render_config
+from fxdist.slurm.array import submit_render
 from tests.cluster.polling import poll
 from tests.cluster.slurm_jobs import diagnosis, job_state
 

@@ -1,4 +1,4 @@
-"""`fxdist submit` on the real local SLURM cluster (fxdist/launch.py, fxdist/cli/submit.py).
+"""`fxdist submit` on the real local SLURM cluster (fxdist/slurm/submit.py, fxdist/cli/submit.py).
 
 Nothing is mocked: sbatch/squeue/scontrol/scancel of a 3-node slurm-wlm cluster in
 namespaces, submitit, Ray started inside the job, the tiny lstm sweep. Every wait is a
@@ -18,7 +18,7 @@ import pytest
 
 from fxdist.cli import main
 from fxdist.errors import ClusterError, ConfigError
-from fxdist.launch import jobs, submit
+from fxdist.slurm.submit import jobs, submit
 from fxdist.tune import status
 from tests.cluster.slurm_jobs import diagnosis, poll_job, wait_state, worker_host
 

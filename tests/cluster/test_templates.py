@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fxdist.launch import submit
+from fxdist.slurm.submit import submit
 from fxdist.tune import status
 from tests.cluster.slurm_jobs import diagnosis, wait_state
 
