@@ -54,6 +54,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 from fxdist.data.generate import GenerateConfig, generate  # noqa: E402
 from fxdist.data.render import render  # noqa: E402
 from fxdist.data.shards import ShardConfig, assign_splits, write_shards  # noqa: E402
+from fxdist.dsp import do_nothing_esr_from_sums  # noqa: E402
 from fxdist.losses import LossConfig  # noqa: E402
 from fxdist.process import predict  # noqa: E402
 from fxdist.train import DataConfig, OptimConfig, TrainConfig, Trainer, train  # noqa: E402
@@ -171,11 +172,11 @@ def test_esr(best: Path, shards: Path) -> tuple[float, float, list[tuple[str, fl
         pred = predict(model, clean)
         c, t, p = (a.astype(np.float64) for a in (clean, target, pred))
         e, s = float(((t - p) ** 2).sum()), float(t @ t)
-        b = 1 - float(c @ t) ** 2 / (float(c @ c) * s)
+        b = do_nothing_esr_from_sums(float(c @ c), s, float(c @ t))
         rows.append((track, e / s, b))
         err, sig = err + e, sig + s
         cc, tt, ct = cc + float(c @ c), tt + s, ct + float(c @ t)
-    return err / sig, 1 - ct * ct / (cc * tt), rows
+    return err / sig, do_nothing_esr_from_sums(cc, tt, ct), rows
 
 
 def main(argv: list[str] | None = None) -> int:

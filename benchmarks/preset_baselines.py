@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from fxdist.effects import baseline_esr, load_effect
+from fxdist.dsp import do_nothing_esr
+from fxdist.effects import load_effect
 from fxdist.presets import list_effect_presets
 from fxdist.errors import EffectError
 
@@ -73,7 +74,7 @@ def main() -> None:
                 start = time.perf_counter()
                 y = chain(signal, sr)
                 speed = signal.shape[1] / sr / (time.perf_counter() - start)
-                row.append(baseline_esr(signal, y))
+                row.append(do_nothing_esr(signal, y))
             print(f"{name:16s} {sr:6d} {row[0]:10.3f} {row[1]:14.3f} {speed:17.0f}x")
 
 

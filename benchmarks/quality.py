@@ -75,6 +75,7 @@ from fxdist.data.generate import GenerateConfig, generate  # noqa: E402
 from fxdist.data.render import render  # noqa: E402
 from fxdist.data.shards import ShardConfig, assign_splits, write_shards  # noqa: E402
 from fxdist.data.stream import iter_tracks  # noqa: E402
+from fxdist.dsp import do_nothing_esr_from_sums  # noqa: E402
 from fxdist.effects import load_effect  # noqa: E402
 from fxdist.presets import list_effect_presets  # noqa: E402
 from fxdist.losses import LossConfig  # noqa: E402
@@ -611,7 +612,7 @@ def evaluate(best: Path, tests: list[tuple[str, np.ndarray, np.ndarray]], sr: in
     def figures(acc: dict[str, Any]) -> dict[str, float]:
         return {
             "esr": acc["err"] / acc["sig"],
-            "baseline_esr": max(0.0, 1 - acc["ct"] ** 2 / (acc["cc"] * acc["sig"])),
+            "baseline_esr": do_nothing_esr_from_sums(acc["cc"], acc["sig"], acc["ct"]),
             "mrstft": float(np.mean(acc["mr"])),
             "baseline_mrstft": float(np.mean(acc["mr_base"])),
         }

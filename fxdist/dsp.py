@@ -3,7 +3,8 @@
 Mono float arrays of shape (N,) (a (1, N) array is accepted and flattened); sums in float64.
 ``clean`` = the effect's input, ``target`` = its output, ``pred`` = a model's output for
 ``clean``. The do-nothing baseline is the clean input after its best single gain
-``g* = <c, t> / <c, c>``; ``do_nothing_esr`` is the one place its error is computed.
+``g* = <c, t> / <c, c>``; ``do_nothing_esr`` (over arrays) and ``do_nothing_esr_from_sums``
+(over accumulated sums) are the one place its error is computed.
 """
 
 from __future__ import annotations
@@ -53,15 +54,29 @@ def best_gain(clean: np.ndarray, target: np.ndarray) -> float:
     return float(np.dot(c, t) / (np.dot(c, c) + EPS))
 
 
+def do_nothing_esr_from_sums(cc: float, tt: float, ct: float) -> float:
+    """ESR of the do-nothing baseline from the sums ``cc = <c, c>``, ``tt = <t, t>``, ``ct = <c, t>``.
+
+    ``min_g ||t - g c||^2 / ||t||^2 = 1 - ct^2 / (cc tt)``, clamped at 0 against rounding.
+    The sums may run over many tracks (training validation accumulates them). Zero handling:
+    a silent target gives 0 (``g* = 0`` reproduces it exactly); a silent clean input beside a
+    non-silent target gives 1 (doing nothing is silence, as wrong as predicting nothing).
+    """
+    if tt <= 0:
+        return 0.0
+    if cc <= 0:
+        return 1.0
+    return float(max(0.0, 1.0 - ct * ct / (cc * tt)))
+
+
 def do_nothing_esr(clean: np.ndarray, target: np.ndarray) -> float:
     """ESR of the do-nothing baseline ``g* clean``: ``1 - <c, t>^2 / (||c||^2 ||t||^2)``.
 
-    0 for an effect that is a pure gain; near 1 when the effect's output is uncorrelated
-    with its input.
+    0 for an effect that is a pure gain (or silences its input); near 1 when the effect's
+    output is uncorrelated with its input. Zero handling as :func:`do_nothing_esr_from_sums`.
     """
     c, t = _pair(clean, target, ("clean", "target"))
-    cc, tt, ct = np.dot(c, c), np.dot(t, t), np.dot(c, t)
-    return float(max(0.0, 1.0 - ct**2 / (cc * tt + EPS)))
+    return do_nothing_esr_from_sums(float(np.dot(c, c)), float(np.dot(t, t)), float(np.dot(c, t)))
 
 
 def mrstft_distance(pred: np.ndarray, target: np.ndarray, sr: int) -> float:

@@ -520,22 +520,6 @@ def _build_stage(stage: StageConfig) -> Any:
     return _CommandStage(stage)
 
 
-def baseline_esr(x: np.ndarray, y: np.ndarray) -> float:
-    """ESR of the do-nothing model: min over g of ||y - g x||^2 / ||y||^2.
-
-    ``x`` clean and ``y`` processed, same shape ((N,) or (C, N)). Equals
-    1 - <x, y>^2 / (||x||^2 ||y||^2): 0 when y is a scaled copy of x, 1 when uncorrelated.
-    """
-    x64 = np.asarray(x, dtype=np.float64).ravel()
-    y64 = np.asarray(y, dtype=np.float64).ravel()
-    if x64.shape != y64.shape:
-        raise EffectError(f"baseline_esr: clean has {x64.size} samples but processed has {y64.size}")
-    yy, xx, xy = float(y64 @ y64), float(x64 @ x64), float(x64 @ y64)
-    if yy == 0.0:
-        return 0.0
-    return 1.0 - (xy * xy / xx / yy if xx > 0 else 0.0)
-
-
 # --------------------------------------------------------------------------- chain
 
 
@@ -617,6 +601,6 @@ def load_effect(name_or_path: str | Path | EffectConfig | Chain) -> Chain:
 
 __all__ = [
     "FAMILIES", "CabinetIRConfig", "StageConfig", "EffectConfig", "Chain",
-    "cabinet_ir", "baseline_esr", "load_effect", "load_effect_config", "resolve_effect_path", "effect_config_from_dict",
+    "cabinet_ir", "load_effect", "load_effect_config", "resolve_effect_path", "effect_config_from_dict",
     "builtin_plugins", "builtin_parameters",
 ]

@@ -65,16 +65,6 @@ def dc_loss(pred: Tensor, target: Tensor) -> Tensor:
     return diff.mean() / ((target**2).mean() + EPS)
 
 
-def best_gain_esr(clean: Tensor, target: Tensor) -> Tensor:
-    """ESR of the do-nothing baseline: the clean input after its best single gain.
-
-    min_g ||t - g c||^2 / ||t||^2 = 1 - <t, c>^2 / (||t||^2 ||c||^2). (..., T) -> scalar.
-    """
-    c, t = clean.double().flatten(), target.double().flatten()
-    cc, tt, ct = (c * c).sum(), (t * t).sum(), (c * t).sum()
-    return (1 - ct**2 / (cc * tt + EPS)).clamp_min(0).to(clean.dtype)
-
-
 class CombinedLoss(nn.Module):
     """Weighted ESR (pre-emphasised) + DC + multi-resolution STFT, as configured.
 

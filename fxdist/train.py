@@ -27,6 +27,7 @@ from torch import nn
 from fxdist import __version__
 from fxdist.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fxdist.config import from_dict, load, load_yaml, to_dict
+from fxdist.dsp import do_nothing_esr_from_sums
 from fxdist.errors import CheckpointError, ConfigError, TrainingError
 from fxdist.fsutil import write_text_atomic
 from fxdist.losses import CombinedLoss, LossConfig
@@ -504,8 +505,7 @@ class Trainer:
         self.model.train()
         if sig == 0:
             raise TrainingError(f"{self.cfg.data.shards}: the validation split holds no audio")
-        baseline = 1 - ct * ct / (cc * tt) if cc > 0 else 1.0
-        return err / sig, baseline
+        return err / sig, do_nothing_esr_from_sums(cc, tt, ct)
 
     # -- checkpoints --------------------------------------------------------------------
 
