@@ -3,8 +3,8 @@
     python benchmarks/distortion_quality.py [--quick] [--model lstm-small|wavenet-small]
         [--budget 900] [--steps N] [--lr X] [--batch B] [--threads T] [--keep DIR]
 
-The issue's bar: "On a distortion preset, with 3 minutes of training audio, a small LSTM or
-WaveNet reaches validation ESR < 0.01 on CPU within 15 minutes."
+The bar: on the distortion preset, with 3 minutes of training audio, a small LSTM or WaveNet
+reaches validation ESR < 0.01 on CPU within 15 minutes.
 
 Data (48 kHz, fxdist.data.generate -> render ``fxdist/presets/effects/distortion.yaml`` -> shards):
 training = 6 tracks x 30 s = 180 s from generator seed 1; validation = 2 x 15 s from seed 2;

@@ -67,11 +67,10 @@ check; 15-30 s on 2 shared cores.
 A run whose workers have not exited after ``--run-timeout`` seconds (60 with ``--quick``) is
 reported as STALLED: the workers print their Python stacks to stderr (faulthandler, on
 SIGUSR1) and are killed, and the run starts once more. Results are kept when every rank had
-written them before it stalled. Two CI runs hung here at N = 2 until the test's 300 s timeout,
-the gloo group's 120 s timeout notwithstanding. The cause, caught with these stacks and gdb:
-a worker freed its DDP after ``destroy_process_group``, so the group's destructor ran from
-DDP's Reducer holding the GIL, and joined a gloo thread that waited for the GIL to free its
-last work item. Workers now free DDP first (``worker``).
+written them before it stalled. Workers free their DDP before ``destroy_process_group``
+(``worker``): freed after it, the group's destructor runs from DDP's Reducer holding the GIL
+and joins a gloo thread that waits for the GIL to free its last work item, a hang that the
+gloo group's own 120 s timeout does not end.
 """
 
 from __future__ import annotations

@@ -39,9 +39,9 @@ Per preset of ``fxdist/presets/effects/`` (or ``--effects``):
   beside the do-nothing ESR (clean input after its best single gain), the MR-STFT distance
   (``fxdist.metrics.mrstft_distance``, mean over tracks) of the model and of that same
   do-nothing signal, the ratios ("x closer": baseline / model; the project calls a model one
-  that "models the effect" only at >= 10x in ESR), the target of issue #8 and PASS/MISS.
+  that "models the effect" only at >= 10x in ESR), the target and PASS/MISS.
 
-Targets (issue #8): ESR <= 0.01 for distortion, fuzz, filters, amp + cabinet (and the SoX
+Targets: ESR <= 0.01 for distortion, fuzz, filters, amp + cabinet (and the SoX
 presets, which are distortions); <= 0.03 compression; <= 0.05 delay and chorus; reverb and
 pitch: MR-STFT distance at least 3x below the do-nothing signal's.
 
@@ -88,11 +88,10 @@ from fxdist.train import DataConfig, OptimConfig, TrainConfig, Trainer, lr_lambd
 
 SEEDS = {"train": 1, "validation": 2}
 # Training material: the generator with half of its notes struck (decaying), since plucked and
-# struck instruments decay through an effect's level range (session 3; session 2 trained on held
-# notes only and its compressor/valve models failed on decaying test notes). Fundamentals
-# from 30 Hz (a 5-string bass's B0) instead of the generator's guitar-range 80 Hz (session 4:
-# the session-3 SoX overdrive model failed on the struck material's 41-60 Hz notes, below
-# anything it was trained on).
+# struck instruments decay through an effect's level range; models trained on held notes only
+# fail on decaying test notes. Fundamentals from 30 Hz (a 5-string bass's B0) instead of the
+# generator's guitar-range 80 Hz: the struck test material reaches 41 Hz, and a model trained
+# from 80 Hz up fails on those notes.
 GENERATE_OPTIONS = {"decay_probability": 0.5, "min_freq": 30.0}
 # (tracks, segments per track, segment seconds) per split, and test seconds per track.
 FULL = {"train": (6, 3, 10.0), "validation": (2, 2, 5.0), "test_seconds": 20.0, "sr": 48000}
@@ -133,15 +132,15 @@ RECIPES: dict[str, Recipe] = {
     "amp_cab": Recipe(
         {"family": "wh", "pre_length": 1024, "post_length": 4800}, "fit-grad", ("esr", 0.01),
         "gray-box Wiener-Hammerstein (input filter, tanh drive, 100 ms tone stack + cabinet FIR), the classic amp "
-        "structure: high-pass x drive search with least-squares output filters, then Adam; session-3 "
-        "wavenet-small reached validation ESR 0.0094 in 1200 s",
+        "structure: high-pass x drive search with least-squares output filters, then Adam; "
+        "wavenet-small (grad) reaches validation ESR 0.0094 in 1200 s",
         **{**_FIR, "lr": 1e-5}, budget=300.0,
     ),
     "compression": Recipe(
         {"family": "compressor", "detector": "peak"}, "fit-grad", ("esr", 0.03),
         "gray-box feed-forward compressor (level detector with attack/release ballistics, threshold/ratio gain "
-        "computer, make-up; Giannoulis et al. 2012): grid + Nelder-Mead fit, then Adam; session-3 tcn-small "
-        "missed on plucks (0.044)",
+        "computer, make-up; Giannoulis et al. 2012): grid + Nelder-Mead fit, then Adam; tcn-small "
+        "(grad) misses on plucks (0.044)",
         loss={"esr": 1.0, "dc": 0.0, "pre_emphasis": 0.0}, batch=8, output_len=8192, lr=1e-3, budget=300.0,
     ),
     "highpass": Recipe(0.05, "fit", ("esr", 0.01), "LTI: least-squares FIR, 50 ms >> the 4-pole 600 Hz filter's decay", **_FIR),
@@ -158,7 +157,7 @@ RECIPES: dict[str, Recipe] = {
         "no sample-exact target (another vocoder's phases): gray-box phase vocoder, octave down, with a per-bin "
         "output gain set from the training tracks' log-magnitude ratio and the latency they align at (compensated "
         "offline, as pedalboard does Rubber Band's); on validation MR-STFT 4.75x below do-nothing (4.45x "
-        "uncompensated) vs 3.2x for the session-4 grainpitch-small (n_fft 512 beat 256 and 1024 uncompensated "
+        "uncompensated) vs 3.2x for grainpitch-small (n_fft 512 beat 256 and 1024 uncompensated "
         "and tied 1024 compensated; Adam on the gains added 2%, phase locking lost)",
     ),
 }
@@ -253,9 +252,9 @@ def _add_note(out: np.ndarray, at: int, length: int, midi: int, amp: float, sr: 
 def struck_track(seed: int, sr: int, seconds: float) -> np.ndarray:
     """A second held-out test track, float32 (N,), peak 0.9, from a third synthesiser.
 
-    Written before it was first evaluated, after the pluck material had been seen (session 3):
-    judge generalisation on audio no decision was taken on. Phrases alternate between
-    arpeggios of struck inharmonic strings (additive: partial k at k f0 sqrt(1 + B k^2),
+    Held out from training, though not unseen: the training generator's 30 Hz floor
+    (``GENERATE_OPTIONS``) was set from models failing on its 41-60 Hz notes. Phrases alternate
+    between arpeggios of struck inharmonic strings (additive: partial k at k f0 sqrt(1 + B k^2),
     each partial decaying faster than the one below, piano/mallet-like) and legato lines of
     bowed/blown tones that swell in over 80-400 ms with 4.5-6.5 Hz vibrato. Notes on a
     chromatic walk over E1..C6, tempo 60-180 bpm, phrase level -36..0 dB.
@@ -316,9 +315,8 @@ def _swell_note(f0: float, n: int, sr: int, rng: np.random.Generator) -> np.ndar
 def keys_track(seed: int, sr: int, seconds: float) -> np.ndarray:
     """A third held-out test track, float32 (N,), peak 0.9, from a fourth synthesiser.
 
-    Written in session 4 before it was first evaluated, after the struck material had been
-    seen (and had shown the session-3 models failing below the training generator's 80 Hz).
-    Two-operator FM voices (electric piano, bass, bell: carrier f0, modulator at 1, 2 or
+    Held out from training, and no recipe or option was chosen on it. Two-operator FM voices
+    (electric piano, bass, bell: carrier f0, modulator at 1, 2 or
     3.5 f0, modulation index falling from 1-6 with the note), played as staccato chugs of
     40-150 ms, held chords of 2-4 voices and bass lines; notes over E1..E6, 1-5 ms attacks,
     tempo 80-200 bpm, phrase level -30..0 dB, rests between phrases.
@@ -365,9 +363,8 @@ def _fm_note(f0: float, ratio: float, n: int, sr: int, rng: np.random.Generator)
     return note
 
 
-# Held-out test materials: (track maker, seeds). Plucks were seen in session 2; struck tracks
-# were first evaluated in the session-3 run, after every recipe and option was fixed; keys
-# tracks were written in session 4 before their first evaluation.
+# Held-out test materials: (track maker, seeds). None comes from the training generator; pluck
+# and struck figures informed GENERATE_OPTIONS, keys informed nothing.
 TEST_MATERIALS = {
     "pluck": (pluck_track, (101, 102)),
     "struck": (struck_track, (201, 202)),
@@ -730,7 +727,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--effects", nargs="*", default=None, help="presets (default: all with a recipe)")
-    parser.add_argument("--budget", type=float, default=1200.0, help="training wall seconds per effect (grad recipes; issue #8: <= 20 min)")
+    parser.add_argument("--budget", type=float, default=1200.0, help="training wall seconds per effect (grad recipes; default 20 min)")
     parser.add_argument("--quick", action="store_true", help="16 kHz, seconds of audio, 4 steps: smoke run")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 on a shared machine)")
     parser.add_argument("--out", type=Path, default=None, help="write the markdown table here")

@@ -11,7 +11,7 @@ For each preset (fxdist/presets/model/*.yaml, weights as built) and block size (
 - onnxruntime: the ``fxdist export --format onnx`` block function, one intra-op thread.
 
 Real-time factor (RTF) = seconds of audio per second of compute; implied MAC/s = MACs/sample
-x 48000 x RTF. Target (the issue): the default presets ``wavenet-small`` and ``lstm-small`` at
+x 48000 x RTF. Target: the default presets ``wavenet-small`` and ``lstm-small`` at
 >= 10x real time at block 256; PASS/FAIL is printed per path. ``--quick`` (< 1 min) runs only
 those two presets at block 256. Timings on a shared machine vary: the load average is printed.
 """
