@@ -3,7 +3,7 @@
 An effect config names an effect and lists its stages, applied in order::
 
     name: amp_cab                 # effect id, [a-z0-9_-]+
-    family: amp_cab               # distortion fuzz compression amp_cab highpass lowpass
+    family: amp_cab               # effect kind: distortion fuzz compression amp_cab highpass lowpass
                                   # pitch chorus delay reverb other
     description: preamp drive, tone filters, generated 1x12 cabinet
     chain:
@@ -60,11 +60,12 @@ from fxdist.config import from_dict, load_yaml, to_dict
 from fxdist.errors import EffectError
 from fxdist.presets import effect_preset
 
-Family = Literal[
+# The effect kinds an effect config's ``family`` key may name.
+EffectKind = Literal[
     "distortion", "fuzz", "compression", "amp_cab", "highpass", "lowpass",
     "pitch", "chorus", "delay", "reverb", "other",
 ]
-FAMILIES: tuple[str, ...] = typing.get_args(Family)
+EFFECT_KINDS: tuple[str, ...] = typing.get_args(EffectKind)
 EFFECT_NAME = re.compile(r"^[a-z0-9_-]+$")
 STAGE_KINDS = ("builtin", "cabinet_ir", "vst3", "command")
 COMMAND_DEFAULTS = {"timeout_s": 60.0, "env": {}, "length_tolerance": 0, "trim_tail": False}
@@ -160,11 +161,11 @@ class StageConfig:
 
 @dataclass
 class EffectConfig:
-    """An effect: its id, family, a description and the stages applied in order."""
+    """An effect: its id, its effect kind (YAML key ``family``), a description and its stages in order."""
 
     name: str
     chain: list[StageConfig]
-    family: Family = "other"
+    family: EffectKind = "other"
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -600,7 +601,7 @@ def load_effect(name_or_path: str | Path | EffectConfig | Chain) -> Chain:
 
 
 __all__ = [
-    "FAMILIES", "CabinetIRConfig", "StageConfig", "EffectConfig", "Chain",
+    "EFFECT_KINDS", "CabinetIRConfig", "StageConfig", "EffectConfig", "Chain",
     "cabinet_ir", "load_effect", "load_effect_config", "resolve_effect_path", "effect_config_from_dict",
     "builtin_plugins", "builtin_parameters",
 ]

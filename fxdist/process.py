@@ -1,7 +1,9 @@
-"""Apply a trained model to audio files, block by block with carried state.
+"""Run a trained model over audio (arrays and files), block by block with carried state.
 
-Block processing equals whole-file processing (each model's ``process`` carries its
-convolution history or recurrent state), so files of any length run in bounded memory.
+Rendering in blocks equals rendering the whole signal at once (each block goes through
+``EffectModel.process``, which carries the convolution history or recurrent state to the
+next), so files of any length run in bounded memory. Evaluation, export and training
+validation render through here.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def pick_device(name: str) -> torch.device:
 
 @torch.no_grad()
 def process_array(model, audio: np.ndarray, block_size: int = 4096, device: torch.device | str = "cpu") -> np.ndarray:
-    """Process (C, N) float32 audio; channels run as independent batch lanes -> (C, N).
+    """Run the model over (C, N) float32 audio; channels run as independent batch lanes -> (C, N).
 
     Blocks go to ``device`` (where the model is) one at a time. The output is moved
     ``model.latency`` samples earlier, as a host compensates a plugin's latency offline (the
@@ -68,7 +70,7 @@ def process_array(model, audio: np.ndarray, block_size: int = 4096, device: torc
 def predict(model, clean: np.ndarray, block: int = 65536, device: torch.device | str = "cpu") -> np.ndarray:
     """Run ``model`` over a whole mono signal (N,) in blocks with carried state -> (N,).
 
-    Equals processing the signal in one piece with zero history before it, then moving the
+    Equals running the model over the signal in one piece with zero history before it, then moving the
     output ``model.latency`` samples earlier (``process_array`` on one channel).
     """
     return process_array(model, np.asarray(clean)[None, :], block, device)[0]

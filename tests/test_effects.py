@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from fxdist.effects import (
-    FAMILIES,
+    EFFECT_KINDS,
     Chain,
     EffectConfig,
     builtin_parameters,
@@ -32,7 +32,7 @@ from fxdist.presets import effects_dir, list_effect_presets
 
 SR = 16000
 PRESETS = list_effect_presets()
-REQUIRED_FAMILIES = ("distortion", "fuzz", "compression", "amp_cab", "highpass", "lowpass", "pitch", "chorus", "delay", "reverb")
+REQUIRED_KINDS = ("distortion", "fuzz", "compression", "amp_cab", "highpass", "lowpass", "pitch", "chorus", "delay", "reverb")
 
 
 # ----------------------------------------------------------------------------- signals
@@ -129,14 +129,14 @@ def cfg_dict(*stages: dict, name: str = "test") -> dict:
 # ----------------------------------------------------------------------------- catalogue
 
 
-def test_catalogue_covers_every_family():
-    families = {load_effect_config(n).family for n in PRESETS}
-    assert set(REQUIRED_FAMILIES) <= families, f"missing presets for {set(REQUIRED_FAMILIES) - families}"
+def test_catalogue_covers_every_effect_kind():
+    kinds = {load_effect_config(n).family for n in PRESETS}
+    assert set(REQUIRED_KINDS) <= kinds, f"missing presets for {set(REQUIRED_KINDS) - kinds}"
     for name in PRESETS:
         assert load_effect_config(name).name == name, f"{name}.yaml: name field differs from file name"
 
 
-# ----------------------------------------------------------------------------- physics per family
+# ----------------------------------------------------------------------------- physics per effect kind
 
 
 def check_lowpass(chain: Chain) -> None:
@@ -269,8 +269,8 @@ def test_preset_strong_shape_and_deterministic(name):
     assert np.array_equal(load_effect(name)(x, SR), y), "a rebuilt chain renders differently"
 
 
-def test_families_are_the_documented_ones():
-    assert set(CHECKS) == set(FAMILIES)
+def test_effect_kinds_are_the_documented_ones():
+    assert set(CHECKS) == set(EFFECT_KINDS)
 
 
 # ----------------------------------------------------------------------------- chain behaviour
