@@ -49,16 +49,34 @@ def _write(name: str, data: bytes | str) -> Callable[[Path], None]:
     return make
 
 
-def _wav_bytes(frames: int = 4800) -> bytes:
+def _wav_bytes(frames: int = 4800, sample_rate: int = 16000) -> bytes:
+    """A 24-bit mono WAV at the tiny shards' (and so the tiny run's) rate."""
     import io
 
     buf = io.BytesIO()
-    sf.write(buf, np.full(frames, 0.1, np.float32), 48000, format="WAV", subtype="PCM_24")
+    sf.write(buf, np.full(frames, 0.1, np.float32), sample_rate, format="WAV", subtype="PCM_24")
     return buf.getvalue()
 
 
 def _code_checkpoint(tmp: Path) -> None:
     torch.save({"x": _RunsCode()}, tmp / "evil.pt")
+
+
+def _dataset(tmp: Path) -> None:
+    """ROOT (2 clean tracks of 1 s and their copies as processed/copy) and PAIRS (the same as pairs);
+    plus ``afile``, a regular file that bad outputs are asked to go under."""
+    import shutil
+
+    from fxdist.data.generate import GenerateConfig, generate
+
+    generate(GenerateConfig(tracks=2, segments_per_track=1, segment_seconds=1.0), tmp / "root" / "clean")
+    shutil.copytree(tmp / "root" / "clean", tmp / "root" / "processed" / "copy")
+    shutil.copytree(tmp / "root" / "clean", tmp / "pairs" / "clean")
+    shutil.copytree(tmp / "root" / "clean", tmp / "pairs" / "processed")
+    (tmp / "afile").write_text("a file, not a folder")
+
+
+UNDER_A_FILE = r"afile\S*: .*\(a part of the path is a file, not a folder: choose another path\)"
 
 
 def _copy_run(tmp: Path, run: Path) -> None:
@@ -110,6 +128,17 @@ CASES = [
     Case("checkpoint-runs-code", ["process", "{tmp}/evil.pt", "{wav}", "{tmp}/out.wav"],
          r"evil.pt: refused: it asks to import (posix|nt).system, and loading it could run code", setup=_code_checkpoint,
          no_output=["{tmp}/out.wav"]),
+    # -- outputs that cannot be written (a path under a regular file)
+    Case("process-output-under-a-file", ["process", "{run}/best.pt", "{wav}", "{tmp}/afile/out.wav"], UNDER_A_FILE, setup=_dataset),
+    Case("train-output-under-a-file", ["train", TINY, "--shards", "{shards}", "--out", "{tmp}/afile/run"], UNDER_A_FILE, setup=_dataset),
+    Case("generate-under-a-file", ["data", "generate", "{tmp}/afile/root", "--tracks", "1", "--segments", "1"], UNDER_A_FILE, setup=_dataset),
+    Case("ingest-under-a-file", ["data", "ingest", "{tmp}/root/clean", "{tmp}/afile/root"], UNDER_A_FILE, setup=_dataset),
+    Case("import-under-a-file", ["data", "import", "{tmp}/pairs", "{tmp}/afile/root"], UNDER_A_FILE, setup=_dataset),
+    Case("shard-under-a-file", ["data", "shard", "{tmp}/root", "--effect", "copy", "--dest", "{tmp}/afile/shards"],
+         r"afile/shards'?\.? .*Not a directory \(a part of the path is a file", setup=_dataset),
+    Case("export-under-a-file", ["export", "{run}/best.pt", "--format", "onnx", "-o", "{tmp}/afile/m.onnx"], UNDER_A_FILE, setup=_dataset),
+    Case("evaluate-under-a-file", ["evaluate", "{run}/best.pt", "--data", "{shards}", "--out", "{tmp}/afile/report"], UNDER_A_FILE,
+         setup=_dataset),
 ]
 
 

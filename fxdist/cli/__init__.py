@@ -8,7 +8,10 @@ library function and prints its result. FxdistError becomes a one-line message, 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import re
 import sys
 
 from fxdist import __version__
@@ -40,6 +43,35 @@ def parse_overrides(items: list[str] | None) -> dict:
     return out
 
 
+_OS_HINTS = {
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "it is a folder: give a file path",
+    errno.EACCES: "no permission: choose a folder you can write to",
+    errno.EPERM: "not permitted: choose a folder you can write to",
+    errno.ENOSPC: "the disk is full: free space or choose another folder",
+    errno.EROFS: "the file system is read-only: choose another folder",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "it already exists",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """``PATH: what failed; what to do`` for an OSError raised on a path the user gave."""
+    errno_ = exc.errno
+    if errno_ is None:  # pyarrow's filesystem errors: the path and errno are in the text
+        found = re.search(r"\[errno (\d+)\]", str(exc))
+        errno_ = int(found.group(1)) if found else None
+    hint = _OS_HINTS.get(errno_ or -1)
+    if errno_ == errno.EEXIST and exc.filename is not None and os.path.isfile(exc.filename):
+        hint = _OS_HINTS[errno.ENOTDIR]  # mkdir(parents=True) met a file where a folder must go
+    if exc.filename is None:
+        text = exc.strerror or str(exc)
+    else:
+        path = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        text = f"{path}: {exc.strerror or exc}"
+    return text + (f" ({hint})" if hint else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -47,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except FxdistError as exc:
         print(f"fxdist: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the command was given cannot be written or read
+        print(f"fxdist: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fxdist: interrupted", file=sys.stderr)
