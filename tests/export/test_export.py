@@ -198,7 +198,8 @@ def test_nam_metadata_fields():
 def test_nam_refuses_what_it_cannot_represent(name, why, tmp_path):
     with pytest.raises(ExportError, match=why) as info:
         export_model(make(name), "nam", tmp_path / "m.nam", meta())
-    assert "Formats this model can use: " in str(info.value) and "By family: wavenet:" in str(info.value)
+    assert "Formats this model can use: " in str(info.value) and "By family: " in str(info.value)
+    assert "wavenet: onnx, torchscript, nam (layout nam)" in str(info.value)
     assert not (tmp_path / "m.nam").exists()
 
 
