@@ -1,4 +1,4 @@
-"""The blind ABX test: design, bookkeeping, HTTP protocol, and a whole session in real Chromium.
+"""The ABX HTTP protocol, run_abx from files, and a whole session in real Chromium.
 
 The browser test drives Debian's chromium through chromedriver's W3C WebDriver HTTP API
 with the standard library only. Headless Chromium has no sound device, so "Play" is
@@ -18,107 +18,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
 from fxdist import abx
-from fxdist.config import from_dict
-from fxdist.errors import ConfigError, DataError
-
-SR = 8000
-
-
-def triples(n=3, seconds=1.0):
-    """n excerpts: clean sines, a tanh 'effect', a close 'model'."""
-    t = np.arange(int(seconds * SR)) / SR
-    out = []
-    for i in range(n):
-        clean = 0.5 * np.sin(2 * np.pi * (150 + 50 * i) * t)
-        out.append((clean, np.tanh(4 * clean), np.tanh(3.8 * clean)))
-    return out
-
-
-def make_session(tmp_path, n_trials=6, control_fraction=1 / 3, seed=1):
-    cfg = abx.AbxConfig(n_trials=n_trials, control_fraction=control_fraction, seed=seed, excerpt_s=1.0)
-    return abx.AbxSession.create(triples(), SR, tmp_path / "abx", cfg)
-
-
-def oracle(trial, model_says_effect=True):
-    """A listener who hears everything: right on controls, model heard as chosen."""
-    target = trial.x_source if trial.kind == "control" else ("effect" if model_says_effect else "clean")
-    return "A" if trial.a_source == target else "B"
-
-
-# ---------------------------------------------------------------- design and bookkeeping
-
-
-def test_excerpt_fades_and_pick_starts():
-    x = np.ones(SR * 2, dtype=np.float32)
-    seg = abx.excerpt(x, SR, 0.5, 1.0, fade_s=0.1)
-    assert seg.size == SR and seg.dtype == np.float32
-    assert seg[0] < 0.001 and seg[-1] < 0.001 and np.all(seg[800:-800] == 1)
-    assert np.all(np.diff(seg[:800]) > 0)  # a monotone fade-in
-    with pytest.raises(DataError, match="outside"):
-        abx.excerpt(x, SR, 5.0, 1.0)
-    # loud windows are picked, silence is not
-    track = np.zeros(SR * 8)
-    track[SR * 2 : SR * 3] = 1.0
-    track[SR * 6 : SR * 7] = 0.5
-    assert abx.pick_starts(track, SR, 2, 1.0, seed=0) == [2.0, 6.0]
-    assert abx.pick_starts(track[:100], SR, 3, 1.0) == [0.0]
-
-
-def test_make_trials_design_is_balanced_and_seeded():
-    trials = abx.make_trials(n_excerpts=4, n_trials=12, control_fraction=0.25, seed=3)
-    kinds = [t.kind for t in trials]
-    assert kinds.count("control") == 3 and kinds.count("model") == 9
-    assert sorted(t.excerpt for t in trials if t.kind == "model") == [0, 0, 0, 1, 1, 2, 2, 3, 3]
-    assert {t.a_source for t in trials} == {"clean", "effect"}  # both sides occur
-    assert [t.trial_id for t in trials] == [f"t{i:02d}" for i in range(1, 13)]
-    assert len({t.token for t in trials}) == 12
-    again = abx.make_trials(4, 12, 0.25, seed=3)
-    assert [(t.excerpt, t.a_source, t.x_source) for t in again] == [(t.excerpt, t.a_source, t.x_source) for t in trials]
-    assert {t.token for t in again}.isdisjoint(t.token for t in trials)  # tokens never repeat
-
-
-def test_config_checks_ranges():
-    with pytest.raises(ConfigError, match="control_fraction"):
-        from_dict(abx.AbxConfig, {"control_fraction": 1.0}, "abx.yaml")
-    assert from_dict(abx.AbxConfig, {"n_trials": 4}, "abx.yaml").n_trials == 4
-
-
-def test_session_writes_blind_audio_and_scores_answers(tmp_path):
-    session = make_session(tmp_path)
-    excerpts = [abx._level(t, -1.0) for t in triples()]
-    for trial in session.trials:
-        for role in abx.ROLES:
-            data, sr = sf.read(session.audio_path(trial.token, role), dtype="float32")
-            assert sr == SR
-            expected = dict(zip(("clean", "effect", "model"), excerpts[trial.excerpt]))[trial.source(role)]
-            assert np.max(np.abs(data - expected)) <= 1 / 32768  # PCM_16
-        x = session.audio_path(trial.token, "X").read_bytes()
-        if trial.kind == "control":  # X is an exact copy of A or B
-            assert x == session.audio_path(trial.token, "A" if trial.x_source == trial.a_source else "B").read_bytes()
-    # one joint gain per excerpt: peaks at -1 dBFS and the effect stays louder than clean
-    peak = max(np.max(np.abs(x)) for x in excerpts[0])
-    assert 20 * np.log10(peak) == pytest.approx(-1.0, abs=1e-4)
-    assert np.mean(excerpts[0][1] ** 2) > np.mean(excerpts[0][0] ** 2)
-
-    model_trials = [t for t in session.trials if t.kind == "model"]
-    for trial in session.trials:
-        says_effect = trial is not model_trials[0]  # the listener misses one model trial
-        state = session.answer(trial.token, oracle(trial, says_effect), plays={"A": 1, "B": 1, "X": 2})
-    assert state["done"] and session.finished.is_set()
-    with pytest.raises(abx.StaleAnswer):
-        session.answer(trial.token, "A")
-    res = json.loads(session.results_json.read_text())
-    assert res == session.results()
-    assert res["complete"] and res["answered"] == 6
-    assert (res["model_trials"], res["model_judged_effect"], res["control_correct"]) == (4, 3, 2)
-    assert res["model_judged_effect_rate"] == 0.75 and res["control_correct_rate"] == 1.0
-    assert res["p_value"] == pytest.approx(5 / 16)  # P(K >= 3 | n = 4, p = 1/2)
-    assert "not clearly more often than chance" in res["verdict"]
+from fxdist.errors import DataError
+from tests.abx.common import SR, make_session, oracle, triples
 
 
 # ---------------------------------------------------------------- HTTP protocol
