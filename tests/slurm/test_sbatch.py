@@ -6,6 +6,7 @@ for ``srun``; the fake ``sbatch`` keeps a copy of each script it is handed and p
 
 from __future__ import annotations
 
+import ast
 import os
 import stat
 import sys
@@ -22,6 +23,9 @@ n=$(ls "$FXDIST_SBATCH_CAPTURE" | wc -l)
 cp "$1" "$FXDIST_SBATCH_CAPTURE/$n.sh"
 echo "Submitted batch job 4242"
 """
+
+
+PACKAGE = Path(__file__).resolve().parents[2] / "fxdist"
 
 
 def _job(x: int) -> int:
@@ -86,3 +90,29 @@ def test_array_script_with_dependency_is_the_one_submitit_submits(fake_slurm, tm
     jobs = array.map_array(_job, [1, 2, 3])
     assert [j.job_id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
     assert _submitted(fake_slurm) == [script]
+
+
+
+SUBMITIT_INTERNALS = {"_executor", "_submitit_command_str", "_make_submission_file_text", "_make_sbatch_string",
+                      "_internal_update_parameters", "_internal_process_submissions"}
+
+
+def submitit_internals(source: str) -> list[str]:
+    """Where ``source`` imports from a submitit submodule other than ``helpers``, or reads one of
+    submitit's private names."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("submitit.") \
+                and node.module != "submitit.helpers":
+            found.append(f"{node.lineno}: from {node.module} import ...")
+        elif isinstance(node, ast.Attribute) and node.attr in SUBMITIT_INTERNALS:
+            found.append(f"{node.lineno}: .{node.attr}")
+    return found
+
+
+def test_only_sbatch_py_reads_submitit_internals():
+    """fxdist/slurm/sbatch.py alone reads submitit's internals, so an upgrade has one place to check."""
+    found = {str(path.relative_to(PACKAGE.parent)): hits for path in sorted(PACKAGE.rglob("*.py"))
+             if path != PACKAGE / "slurm" / "sbatch.py" and (hits := submitit_internals(path.read_text()))}
+    assert not found, found
+    assert submitit_internals((PACKAGE / "slurm" / "sbatch.py").read_text())  # the check sees them
