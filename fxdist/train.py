@@ -266,13 +266,7 @@ class Trainer:
         self.loss_fn = CombinedLoss(cfg.loss, self.sample_rate).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.optim, cfg.steps))
-        self.train_module: nn.Module = self.model
-        if self.model.output_kind == "mol":
-            # The MoL head trains on forward_params; wrapped as a module's forward so that DDP
-            # (whose gradient averaging hooks only see calls through its own forward) can hold it.
-            from fxdist.models.wavenet import MolParams
-
-            self.train_module = MolParams(self.model)
+        self.train_module: nn.Module = self.model.train_module()
         if self.world > 1:
             self.train_module = nn.parallel.DistributedDataParallel(self.train_module)
 
@@ -424,8 +418,8 @@ class Trainer:
                 pred, mask = self._sequential_forward(x, batch["reset"].to(self.device))
                 # Lanes padded at the end of an epoch (so DDP ranks get equal batch counts)
                 mask = mask * batch["valid"].to(self.device, mask.dtype)[:, None, None]
-            elif self.model.output_kind == "mol":
-                return self._mol_step(x, y)
+            elif (own := self.model.training_loss(self.train_module, x, y)) is not None:
+                return self._apply(*own, y)
             elif self.model.time_varying:  # each window at its track position (an LFO's phase)
                 pred, _ = self.train_module(x, start=batch["offset"].to(self.device))
             else:
@@ -444,14 +438,6 @@ class Trainer:
                 f"raise data.output_len (or data.window, data.chunk_len) above {latency}"
             )
         return latency_aligned(pred, y, mask, latency)
-
-    def _mol_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, dict[str, float], int]:
-        """Mixture-of-logistics head: minimise the discretised NLL of the 24-bit target."""
-        from fxdist.models.mol import mol_nll
-
-        params = self.train_module(x)  # forward_params, through DDP when data-parallel
-        nll = mol_nll(params.float(), y, bits=self.model.cfg.mol_bits)
-        return self._apply(nll, {"nll": float(nll.detach())}, y)
 
     def _apply(self, total: torch.Tensor, parts: dict[str, float], y: torch.Tensor) -> tuple[float, dict[str, float], int]:
         if not torch.isfinite(total):
