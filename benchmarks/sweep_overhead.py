@@ -18,8 +18,8 @@ Measured, on a tiny real shard set (6 synthetic 4 s tracks at 16 kHz through the
   one report took: linking the run files into a checkpoint folder, Ray copying it to
   storage, and the hand-off to the Tune driver. It is compared with the time between
   two validations.
-* Checkpoint restore: one trial kills itself after its second validation (the test-only
-  ``FXDIST_SWEEP_CRASH_AT_STEP`` hook) and Tune restarts it. ``restore_seconds`` is the
+* Checkpoint restore: one trial kills itself after its second validation (an ``on_report``
+  hook of this script's, ``kill_first_attempt_at``) and Tune restarts it. ``restore_seconds`` is the
   time to copy the checkpoint into the run folder; "time to recover" runs from the last
   result before the crash to the first one after it.
 * Ray Train path (workers=2, gloo): one trial's wall time against its training time.
@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -45,7 +46,18 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from fxdist.tune import CRASH_ENV, load_sweep_config, sweep
+from fxdist.tune import load_sweep_config, sweep
+
+
+def kill_first_attempt_at(step: int):
+    """``on_report`` hook: a trial that started without a checkpoint SIGKILLs its own process
+    the first time it reports a step >= ``step``, before it reports it."""
+
+    def hook(metrics: dict, rank: int) -> None:
+        if rank == 0 and metrics["restored_from_step"] == 0 and metrics["step"] >= step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
 
 
 def make_shards(root: Path) -> Path:
@@ -129,12 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         saves = [r["report_seconds"] for t in result.trials for r in results(t.path)[1:]]
         rows.append(("checkpoint save (per report)", statistics.median(saves), f"median of {len(saves)}; vs {per_val_s:.2f} s between validations"))
 
-        os.environ[CRASH_ENV] = str(2 * args.val_every + 1)
-        try:
-            ccfg = sweep_config(shards, "crash", args, space={"optim.lr": {"grid": [0.003]}}, max_failures=1)
-            crashed = sweep(ccfg, storage=str(root / "sweeps")).trials[0]
-        finally:
-            del os.environ[CRASH_ENV]
+        ccfg = sweep_config(shards, "crash", args, space={"optim.lr": {"grid": [0.003]}}, max_failures=1)
+        crash = kill_first_attempt_at(2 * args.val_every + 1)
+        crashed = sweep(ccfg, storage=str(root / "sweeps"), on_report=crash).trials[0]
         history = results(crashed.path)
         second = [r for r in history if r["attempt"] == 2]
         first = [r for r in history if r["attempt"] == 1]

@@ -1,5 +1,5 @@
 """Sweeps on a real local Ray (2 CPUs): results and best, Ray Train workers, a killed
-driver resumed, a killed trial recovered, and bad input failing fast."""
+driver resumed, PBT, and impossible resources or storage failing fast."""
 
 from __future__ import annotations
 
@@ -17,66 +17,10 @@ import pytest
 import yaml
 
 from fxdist.checkpoint import load_checkpoint, load_model
-from fxdist.errors import ClusterError, ConfigError
-from fxdist.tune import (
-    CRASH_ENV,
-    STATE_BACKUP_DIR,
-    ResourcesConfig,
-    _latest_checkpoint,
-    _restore_state_backup,
-    best,
-    check_resources,
-    load_sweep_config,
-    resume,
-    status,
-    sweep,
-    trial_train_config,
-)
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs/sweep/tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One small embedded Ray for the module's in-process sweeps."""
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-
-    ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-def tiny(shards: Path, name: str, **overrides):
-    return load_sweep_config(TINY, {"overrides.data.shards": str(shards), "name": name, **overrides})
-
-
-def read_json(path: Path):
-    """JSON of a file another process may be writing right now (None until it is whole)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def results(trial_dir: str | Path) -> list[dict]:
-    """Tune's result rows (a half-copied last line, mid-sync, is skipped)."""
-    path = Path(trial_dir, "result.json")
-    lines = path.read_text().splitlines() if path.is_file() else []
-    return [row for row in (read_json_line(line) for line in lines) if row is not None]
-
-
-def read_json_line(line: str):
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        return None
-
-
-def starts(trial_dir: str | Path) -> list[dict]:
-    ckpt = _latest_checkpoint(str(trial_dir))
-    return [json.loads(line) for line in Path(ckpt, "starts.jsonl").read_text().splitlines()]
+from fxdist.errors import ClusterError
+from fxdist.tune import STATE_BACKUP_DIR, ResourcesConfig, best, check_resources, resume, status, sweep
+from fxdist.tune.results import _latest_checkpoint
+from tests.tune.sweeps import REPO, read_json, results, starts, tiny
 
 
 # -- a whole sweep ---------------------------------------------------------------------------
@@ -214,22 +158,6 @@ def test_killed_driver_resumes_unfinished_trials_only(ray_session, tiny_shards, 
 
 
 @pytest.mark.slow
-def test_killed_trial_process_recovers_from_checkpoint(ray_session, tiny_shards, tmp_path, monkeypatch):
-    monkeypatch.setenv(CRASH_ENV, "30")  # test-only hook: SIGKILL the trial at step 30, first attempt only
-    cfg = tiny(tiny_shards, "crash", **{"overrides.steps": 40, "max_failures": 1, "space": {"optim.lr": {"grid": [0.01]}}})
-    result = sweep(cfg, storage=str(tmp_path / "sweeps"))
-
-    (row,) = result.trials
-    assert row.state == "TERMINATED" and row.step == 40
-    attempts = starts(row.path)
-    assert [a["attempt"] for a in attempts] == [1, 2]
-    assert attempts[1]["from_step"] in (10, 20)  # its last checkpoint before the crash
-    steps = [(r["attempt"], r["step"]) for r in results(row.path)]
-    assert (1, 30) not in steps  # killed before reporting step 30
-    assert next(s for a, s in steps if a == 2) > 10
-
-
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Consider boosting PBT performance")
 def test_pbt_clones_the_better_trial_and_continues(ray_session, tiny_shards, tmp_path):
     """2 trials, synchronous perturbation at step 20: the worse one restarts from the better one's
@@ -254,62 +182,7 @@ def test_pbt_clones_the_better_trial_and_continues(ray_session, tiny_shards, tmp
         assert len(list(Path(row.path).glob("checkpoint_*"))) <= 3  # pruned after the sweep: best 2 + latest
 
 
-# -- bad input -------------------------------------------------------------------------------
-
-
-def write_sweep(tmp_path: Path, shards: Path, **changes) -> Path:
-    data = yaml.safe_load(TINY.read_text())
-    data["overrides"]["data.shards"] = str(shards)
-    data.update(changes)
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def test_unknown_key_in_sweep_yaml(tmp_path, tiny_shards):
-    with pytest.raises(ConfigError, match="num_sample"):
-        load_sweep_config(write_sweep(tmp_path, tiny_shards, num_sample=3))
-
-
-def test_unknown_dotted_key_in_space(tmp_path, tiny_shards):
-    with pytest.raises(ConfigError, match=r"space\.optim\.lrr.*lrr"):
-        load_sweep_config(write_sweep(tmp_path, tiny_shards, space={"optim.lrr": {"choice": [0.1]}}))
-    with pytest.raises(ConfigError, match=r"space\.model\.hidden_sise"):
-        load_sweep_config(write_sweep(tmp_path, tiny_shards, space={"model.hidden_sise": {"choice": [8]}}))
-    with pytest.raises(ConfigError, match=r"space\.model.*no preset"):
-        load_sweep_config(write_sweep(tmp_path, tiny_shards, space={"model": {"choice": ["lstm-tiny", "lstm-huge"]}}))
-
-
-@pytest.mark.parametrize("spec, match", [
-    ({"loguniform": [0, 0.1]}, "loguniform needs 0 < lo < hi"),
-    ({"uniform": [0.1, 0.01]}, "uniform needs lo < hi"),
-    ({"randint": [1.5, 4]}, "randint needs integers"),
-    ({"choice": []}, "non-empty list"),
-    ({"normal": [0, 1]}, "unknown kind 'normal'"),
-    ({"choice": [1], "grid": [2]}, "exactly one"),
-])
-def test_bad_space_spec(tmp_path, tiny_shards, spec, match):
-    with pytest.raises(ConfigError, match=match) as info:
-        load_sweep_config(write_sweep(tmp_path, tiny_shards, space={"optim.lr": spec}))
-    assert "space.optim.lr" in str(info.value)
-
-
-def test_wrong_value_type_for_key(tmp_path, tiny_shards):
-    """uniform samples floats; data.output_len must be an int."""
-    with pytest.raises(ConfigError, match=r"space\.data\.output_len.*expected int"):
-        load_sweep_config(write_sweep(tmp_path, tiny_shards, space={"data.output_len": {"uniform": [512, 1024]}}))
-
-
-def test_pbt_with_ray_train_workers_is_refused(tmp_path, tiny_shards):
-    with pytest.raises(ConfigError, match="pbt"):
-        load_sweep_config(write_sweep(tmp_path, tiny_shards, scheduler={"kind": "pbt"}, resources={"workers": 2}))
-
-
-def test_model_field_keys_expand_a_preset(tmp_path):
-    base = {"model": "lstm-tiny", "data": {"shards": str(tmp_path)}}
-    cfg = trial_train_config(base, {"model.hidden_size": 12, "optim.lr": 0.002}, tmp_path / "run")
-    assert cfg.model["family"] == "lstm" and cfg.model["hidden_size"] == 12
-    assert cfg.optim.lr == 0.002 and cfg.resume and cfg.out_dir == str(tmp_path / "run")
+# -- bad resources ---------------------------------------------------------------------------
 
 
 def test_impossible_resources_fail_fast(ray_session, tiny_shards, tmp_path):
@@ -330,64 +203,3 @@ def test_unwritable_storage(tiny_shards, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ClusterError, match=re.escape(f"storage {blocker}/sweeps is not writable")):
         sweep(tiny(tiny_shards, "x"), storage=str(blocker / "sweeps"))
-
-
-def test_no_experiment_at_path(tmp_path):
-    for call in (resume, status, best):
-        with pytest.raises(ClusterError, match="no Ray Tune experiment here"):
-            call(tmp_path)
-
-
-def test_a_cut_off_experiment_state_is_restored_from_the_sweeps_copy(tmp_path):
-    """Ray writes experiment_state-*.json in place; a driver killed mid-write leaves it empty
-    (seen once in CI in the killed-driver test). resume puts the sweep's last complete copy back."""
-    old, new = tmp_path / "experiment_state-2026-11-25_01-00-00.json", tmp_path / "experiment_state-2026-11-25_02-00-00.json"
-    old.write_text('{"old": 1}')
-    new.write_text('{"trial_data": [')  # cut off
-    with pytest.raises(ClusterError, match=f"{new.name}: the experiment state is empty or cut off.*{STATE_BACKUP_DIR}"):
-        _restore_state_backup(str(tmp_path))
-    (tmp_path / STATE_BACKUP_DIR).mkdir()
-    (tmp_path / STATE_BACKUP_DIR / new.name).write_text('{"trial_data": []}')
-    assert _restore_state_backup(str(tmp_path)) is True
-    assert json.loads(new.read_text()) == {"trial_data": []} and old.read_text() == '{"old": 1}'
-    assert _restore_state_backup(str(tmp_path)) is False  # complete now: left alone
-
-
-def test_a_cut_off_search_state_is_restored_too(tmp_path):
-    """The search algorithm's state is a pickle synced to the storage; CI once saw it empty
-    after the kill, and Tune then restarted the whole sweep. resume puts the copy back."""
-    import pickle
-
-    from fxdist.tune import _complete
-
-    state = pickle.dumps({"iterators": [1, 2, 3], "name": "basic"})
-    assert _complete(state, "pickle") and not _complete(state[:-1], "pickle") and not _complete(b"", "pickle")
-    assert not _complete(state[: len(state) // 2], "pickle")
-    cut = tmp_path / "basic-variant-state-2026-11-25_03-32-48.json"
-    cut.write_bytes(state[:5])
-    with pytest.raises(ClusterError, match=f"{cut.name}: the search state is empty or cut off"):
-        _restore_state_backup(str(tmp_path))
-    (tmp_path / STATE_BACKUP_DIR).mkdir()
-    (tmp_path / STATE_BACKUP_DIR / cut.name).write_bytes(state)
-    assert _restore_state_backup(str(tmp_path)) is True
-    assert pickle.loads(cut.read_bytes()) == {"iterators": [1, 2, 3], "name": "basic"}
-
-
-def test_retarget_optimizer_applies_a_new_lr(tiny_shards, tmp_path):
-    """A PBT exploit restores another trial's optimizer: the perturbed lr must win."""
-    import dataclasses
-
-    from fxdist.train import train
-    from fxdist.tune import _retarget_optimizer
-
-    base = {**yaml.safe_load((REPO / "configs/train/tiny.yaml").read_text()), "steps": 10, "val_every": 10}
-    base["data"]["shards"] = str(tiny_shards)
-    train(trial_train_config(base, {"optim.lr": 0.01}, tmp_path / "run", device="cpu"))
-    cfg = trial_train_config(base, {"optim.lr": 0.001}, tmp_path / "run", device="cpu")
-    cfg = dataclasses.replace(cfg, steps=20)
-    _retarget_optimizer(tmp_path / "run" / "last.pt", cfg)
-    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert ckpt.scheduler_state["base_lrs"] == [0.001]
-    assert all(g["initial_lr"] == 0.001 for g in ckpt.optimizer_state["param_groups"])
-    result = train(cfg)  # resumes at step 10 with the new rate
-    assert result.step == 20
