@@ -145,3 +145,20 @@ def test_memory_per_worker_reports_a_stalled_run_with_its_stacks(monkeypatch, ca
     else:
         assert [r["rank"] for r in res] == [0, 1] and "ranks [0, 1] had written" in why, (res, why)
     assert "in _worker_that_stalls" in capfd.readouterr().err
+
+
+def test_quality_table_in_docs_has_the_scripts_columns_and_row_order():
+    """docs/quality.md shows the table as benchmarks/quality.py writes it: the same header, one
+    row per recipe in the script's order, each with one cell per column."""
+    import itertools
+
+    import benchmarks.quality as quality
+
+    lines = (REPO / "docs" / "quality.md").read_text().splitlines()
+    header = quality.table([]).splitlines()
+    start = lines.index(header[0])
+    assert lines[start + 1] == header[1]
+    rows = list(itertools.takewhile(lambda line: line.startswith("| "), lines[start + 2:]))
+    assert rows and all(len(row.split(" | ")) == len(quality.COLUMNS) for row in rows)
+    effects = [row[2:].split(" | ")[0] for row in rows]
+    assert effects == [e for e in quality.RECIPES if e in effects] and set(effects) == set(quality.RECIPES)
