@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from fxdist.config import from_dict, load_yaml, to_dict
 from fxdist.errors import ConfigError, ModelError
@@ -34,6 +35,23 @@ def register(cls: type[EffectModel]) -> type[EffectModel]:
         )
     _REGISTRY[family] = cls
     return cls
+
+
+def unregister(family: str) -> type[EffectModel]:
+    """Remove ``family`` from the registry and return its class; unknown names raise ModelError."""
+    cls = get(family)
+    del _REGISTRY[family]
+    return cls
+
+
+@contextmanager
+def registered(cls: type[EffectModel]) -> Iterator[type[EffectModel]]:
+    """``cls`` registered for the duration of a ``with`` block (a family defined in a test)."""
+    register(cls)
+    try:
+        yield cls
+    finally:
+        unregister(cls.family)
 
 
 def families() -> list[str]:
