@@ -10,6 +10,19 @@ FORMATS = ("nam", "onnx", "torchscript", "rtneural", "ir")
 NAM_GEAR_TYPES = ("amp", "pedal", "pedal_amp", "amp_cab", "amp_pedal_cab", "preamp", "studio")
 NAM_TONE_TYPES = ("clean", "overdrive", "crunch", "hi_gain", "fuzz")
 NAM_VERSIONS = ("0.5", "0.7")
+FAMILY_TABLE = "<formats by model family>"  # the epilog, replaced by fxdist.export.format_table() when shown
+
+
+class _HelpWithTable(argparse.HelpFormatter):
+    """Builds the family-by-format table only when help is shown (it imports torch and the models)."""
+
+    def add_text(self, text):
+        if text != FAMILY_TABLE:
+            return super().add_text(text)
+        from fxdist.export import format_table
+
+        table = format_table(markdown=True)
+        self._add_item(lambda t: t + "\n\n", [f"Formats by model family (a setting in a cell is what that format needs):\n{table}"])
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,10 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export",
         help="export a checkpoint to NAM, ONNX, TorchScript, RTNeural (AIDA-X) or an impulse response WAV",
         description="Export a trained checkpoint to a player's format; the file is read back and its "
-        "output compared with the model's (max abs error printed). Formats by family: wavenet: onnx, "
-        "torchscript, nam (layout nam); lstm: onnx, torchscript, rtneural, nam (cell lstm, no input skip); "
-        "tcn, fcn: onnx, torchscript; fir: onnx, torchscript, ir (impulse response WAV for IR loaders); "
-        "chorus, grainpitch: onnx, torchscript.",
+        "output compared with the model's (max abs error printed).",
+        epilog=FAMILY_TABLE,
+        formatter_class=_HelpWithTable,
     )
     p.add_argument("model", help="checkpoint (.pt) written by fxdist train")
     p.add_argument("--format", required=True, choices=FORMATS, help="output format")
