@@ -18,6 +18,8 @@ if [[ "$MODE" == test && -z "${FXDIST_NO_APT:-}" ]]; then
   # sox + LADSPA plugins (external-command effects, tests of other hosts), chromium +
   # chromedriver (the ABX listening test is tested in a real headless browser).
   APT_PACKAGES=(sox libsox-fmt-all swh-plugins chromium chromium-driver)
+  # The third-party effect suite (benchmarks/thirdparty/): LADSPA collections, GM soundfont + player.
+  APT_PACKAGES+=(caps tap-plugins cmt guitarix-ladspa ladspa-sdk fluidsynth fluid-soundfont-gm)
   if command -v apt-get >/dev/null; then
     missing=()
     for pkg in "${APT_PACKAGES[@]}"; do
