@@ -61,7 +61,7 @@ def process_array(model, audio: np.ndarray, block_size: int = 4096, device: torc
     state = None
     out = []
     for start in range(0, x.shape[-1], block_size):
-        y, state = model.process(x[..., start : start + block_size].to(device), state)
+        y, state = model.stream_block(x[..., start : start + block_size].to(device), state)
         out.append(y.float().cpu())
     return torch.cat(out, dim=-1)[:, 0, latency:].numpy()
 

@@ -1,6 +1,6 @@
 """Real-time streaming: a block of any length costs what the block costs, not RF + block.
 
-``EffectModel.process`` is exact but naive (it reruns forward over RF - 1 history samples).
+``EffectModel.stream_block`` is exact but naive (it reruns forward over RF - 1 history samples).
 Each family builds a *streaming module* from its own layers (``EffectModel.stream_module``;
 the interface is in ``fxdist.models.streaming``)::
 

@@ -3,7 +3,7 @@
 Tensors are (B, 1, T) float32, channels-first. Conv models use valid (unpadded) causal
 convolutions: ``forward`` on T input samples gives T - receptive_field + 1 outputs, output
 ``i`` aligned to input ``i + receptive_field - 1`` and depending on inputs ``i .. i+RF-1``.
-``process`` streams blocks of any length (>= 0) with exact equality to one whole pass over
+``stream_block`` streams blocks of any length (>= 0) with exact equality to one whole pass over
 the signal preceded by zeros (conv history) or a zero recurrent state.
 """
 
@@ -23,7 +23,7 @@ class EffectModel(nn.Module):
 
     Subclasses set ``family``, ``config_cls`` and ``stateful``, and implement
     ``receptive_field``, ``forward`` and ``macs_per_sample``. Defaults here are those of a
-    stateless conv model (no state; ``process`` keeps the last RF-1 input samples).
+    stateless conv model (no state; ``stream_block`` keeps the last RF-1 input samples).
     """
 
     family: ClassVar[str]
@@ -55,7 +55,7 @@ class EffectModel(nn.Module):
         A host compensates a plugin's reported latency when it renders offline (pedalboard
         does so for Rubber Band's), so offline rendering (``fxdist.process.predict``,
         ``fxdist.process.process_array``) runs this many zeros past the end of the input and
-        drops as many samples from the start of the output. Streaming (``process``,
+        drops as many samples from the start of the output. Streaming (``stream_block``,
         ``fxdist.realtime``) cannot look ahead and keeps the delay.
         """
         return 0
@@ -93,7 +93,7 @@ class EffectModel(nn.Module):
         """Return ``state`` with lanes where ``mask`` (bool, (B,)) zeroed; out of place.
 
         For conv models ``state`` is None (forward) or the (B, 1, RF-1) stream history of
-        ``process``; zeroing it restarts those lanes as if from silence.
+        ``stream_block``; zeroing it restarts those lanes as if from silence.
         """
         if state is None:
             return None
@@ -101,7 +101,7 @@ class EffectModel(nn.Module):
         return state.masked_fill(mask.view(-1, 1, 1), 0.0)
 
     # --- streaming -----------------------------------------------------------------
-    def process(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
+    def stream_block(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
         """Stream a block: x (B, 1, T_block) -> y (B, 1, T_block), new stream state.
 
         ``stream_state`` is the (B, 1, RF-1) history of previous input samples (None: zeros).
@@ -123,8 +123,8 @@ class EffectModel(nn.Module):
         y, _ = self.forward(full)
         return y, full[..., full.shape[-1] - hist_len :]
 
-    def _process_recurrent(self, x: Tensor, stream_state: Any, as_state: Any = None) -> tuple[Tensor, Any]:
-        """``process`` of a recurrent family (receptive field 1, all history in the state):
+    def _stream_recurrent(self, x: Tensor, stream_state: Any, as_state: Any = None) -> tuple[Tensor, Any]:
+        """``stream_block`` of a recurrent family (receptive field 1, all history in the state):
         forward itself; an empty block passes the state on, checked by ``as_state(state,
         batch)`` when given."""
         self._check_shape(x)
@@ -219,14 +219,14 @@ class EffectModel(nn.Module):
         if x.shape[-1] < rf:
             raise ModelError(
                 f"{self.family}: input has {x.shape[-1]} samples but the receptive field is {rf}; "
-                f"forward needs at least {rf} (process() streams shorter blocks)"
+                f"forward needs at least {rf} (stream_block() streams shorter blocks)"
             )
 
     def _check_no_state(self, state: Any) -> None:
         if state is not None:
             raise ModelError(
                 f"{self.family}: conv models are stateless, forward takes state=None, got "
-                f"{type(state).__name__} (use process() to stream with history)"
+                f"{type(state).__name__} (use stream_block() to stream with history)"
             )
 
     def _check_mask(self, mask: Tensor, batch: int, device: Any) -> Tensor:

@@ -21,7 +21,7 @@ gain computer is plain torch. ``fit`` is a direct search (grid, then Nelder-Mead
 gain in closed form) that recovers pedalboard's settings from clean/target tracks.
 
 State: the detector level e of each lane, a (B, 1) float64 tensor (the mean square for
-rms), carried by ``forward``/``process`` like a recurrent model's hidden state.
+rms), carried by ``forward``/``stream_block`` like a recurrent model's hidden state.
 """
 
 from __future__ import annotations
@@ -308,12 +308,12 @@ class CompressorModel(EffectModel):
         y = sig * torch.exp(total_db * (math.log(10.0) / 20.0))
         return y.to(x.dtype)[:, None, :], env[:, -1:]
 
-    def process(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
+    def stream_block(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
         """Streaming is forward itself (receptive field 1); empty blocks pass the state on."""
-        return self._process_recurrent(x, stream_state, self._as_state)
+        return self._stream_recurrent(x, stream_state, self._as_state)
 
     def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
-        """Runs ``process``; state [detector level (B, 1) float64]."""
+        """Runs ``stream_block``; state [detector level (B, 1) float64]."""
         return ProcessStream(
             self, "compressor: its level detector is a per-sample recursion run by numba and cannot be scripted"
         ).eval()

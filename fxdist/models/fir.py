@@ -9,7 +9,7 @@ responses of a second and more (48 000+ taps) train and run at audio rates. Shor
 outside the window (an FFT leaves ~1e-7 rounding on every output).
 
 Receptive field = ``length``. Valid convolution as every conv family: forward on T input
-samples gives T - length + 1 outputs. ``process`` streams with a history of length - 1
+samples gives T - length + 1 outputs. ``stream_block`` streams with a history of length - 1
 samples and one FFT per block; the streaming module keeps the same history and runs one
 direct convolution per block (L MACs per sample: fine for filters and cabinets; a 1.5 s
 reverb response belongs in a host's partitioned convolution, ``fxdist export --format ir``).

@@ -18,7 +18,7 @@ phases differ from a read head's), so train it with a spectral loss (``LossConfi
 and judge it by MR-STFT distance.
 
 Time-varying: n counts output samples from the start of the stream (see
-``fxdist.models.timevarying``: ``forward`` puts output 0 at n = 0, ``process`` carries n). Receptive field grain + 1 + post_taps.
+``fxdist.models.timevarying``: ``forward`` puts output 0 at n = 0, ``stream_block`` carries n). Receptive field grain + 1 + post_taps.
 """
 
 from __future__ import annotations

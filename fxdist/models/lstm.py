@@ -82,9 +82,9 @@ class LSTMModel(EffectModel):
             y = y + x
         return y, (tuple(new) if self.cfg.cell == "lstm" else (new,))
 
-    def process(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
+    def stream_block(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
         """Streaming is forward itself (receptive field 1); empty blocks pass the state on."""
-        return self._process_recurrent(x, stream_state)
+        return self._stream_recurrent(x, stream_state)
 
     def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
         return (_LSTMStream(self) if self.cfg.cell == "lstm" else _GRUStream(self)).eval()

@@ -189,12 +189,12 @@ class PVPitchModel(EffectModel):
         new_state = (full[:, -n:].detach(), new_prev.detach(), new_psi.detach(), acc[:, length:], position + length)
         return acc[:, None, :length].to(x.dtype), new_state
 
-    def process(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
+    def stream_block(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
         """Streaming is forward itself (receptive field 1); empty blocks pass the state on."""
-        return self._process_recurrent(x, stream_state, self._as_state)
+        return self._stream_recurrent(x, stream_state, self._as_state)
 
     def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
-        """Runs ``process``; state [last inputs, analysis and synthesis phases, overlap-add tail, position]."""
+        """Runs ``stream_block``; state [last inputs, analysis and synthesis phases, overlap-add tail, position]."""
         return ProcessStream(self, (
             "pvpitch: its phase-vocoder stream (per-lane frame offsets, FFT grains placed by scatter) "
             "has no TorchScript/ONNX form in fxdist yet and cannot be scripted"

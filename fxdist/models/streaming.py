@@ -9,7 +9,7 @@ and ``initial_state(batch) -> List[Tensor]``; T >= 1 (``fxdist.realtime.Streamer
 T = 0). Each family builds its own in ``EffectModel.stream_module``. Conv families carry one
 history tensor per dilated conv, (B, C_in, (k - 1) * d), the last inputs *of that layer*,
 starting from what each layer sees during silence, so streaming equals ``forward`` over the
-signal preceded by zeros (``EffectModel.process``'s semantics). Weights are copied at
+signal preceded by zeros (``EffectModel.stream_block``'s semantics). Weights are copied at
 construction: build a new streaming module after changing the model's weights.
 """
 
@@ -208,7 +208,7 @@ def state_list(state) -> List[Tensor]:
 
 
 class ProcessStream(StreamingModule):
-    """Runs the model's own ``process`` per block (families whose stream state holds all history
+    """Runs the model's own ``stream_block`` per block (families whose stream state holds all history
     in a form with no TorchScript/ONNX counterpart); ``unscriptable`` says why."""
 
     def __init__(self, model: nn.Module, unscriptable: str):
@@ -217,7 +217,7 @@ class ProcessStream(StreamingModule):
         self.unscriptable = unscriptable
 
     def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        y, new = self.model.process(x, tuple(state))
+        y, new = self.model.stream_block(x, tuple(state))
         return y, state_list(new)
 
     def initial_state(self, batch: int) -> List[Tensor]:

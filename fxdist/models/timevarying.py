@@ -2,7 +2,7 @@
 
 Such a model computes ``_run(x, start)``: x (B, 1, T), T >= receptive_field, with ``start``
 (B,) int64 the stream time of output 0 -> (B, 1, T - RF + 1). ``forward`` puts output 0 at
-time 0 (as after silence, the start of a track); ``process`` carries the stream position in
+time 0 (as after silence, the start of a track); ``stream_block`` carries the stream position in
 its state, (history (B, 1, RF - 1), position (B,) int64), so blocks processed in turn equal
 one pass over the signal preceded by silence, as for every family.
 """
@@ -43,7 +43,7 @@ class TimeVaryingModel(EffectModel):
         self._check_input(x)
         return self._run(x, start.to(device=x.device, dtype=torch.long))
 
-    def process(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
+    def stream_block(self, x: Tensor, stream_state: Any = None) -> tuple[Tensor, Any]:
         """Stream a block (B, 1, T_block) -> (B, 1, T_block), new (history, position)."""
         self._check_shape(x)
         batch, _, length = x.shape

@@ -10,7 +10,7 @@ Receptive field = pre_length + post_length - 1. Valid convolution as every conv 
 forward on T samples gives T - RF + 1 outputs. Each filter runs by FFT (``fir``'s
 ``fft_convolve_valid``) or, for ``method: direct`` / short filters under ``auto``, by
 ``F.conv1d``; the choice depends on the config only, so forward has no data-dependent
-control flow (traceable). Streaming is ``EffectModel.process``.
+control flow (traceable). Streaming is ``EffectModel.stream_block``.
 
 ``fit`` (``fit_wh``) sets every weight without gradients and without knowing the effect:
 the input filter restricted to a one-pole high-pass (a grid of cutoffs, "none" included),

@@ -143,18 +143,18 @@ class ModelContract:
         total = max(3 * rf + 40, 120)
         x = torch.randn(2, 1, total, generator=gen) * 0.5
         with torch.no_grad():
-            whole, _ = model.process(x)
+            whole, _ = model.stream_block(x)
             if model.stateful:
                 reference, _ = model(x)
             else:
                 reference, _ = model(torch.cat([x.new_zeros(2, 1, rf - 1), x], dim=-1))
             state, parts, start = None, [], 0
             for size in random_blocks(total, rf, gen):
-                y, state = model.process(x[..., start : start + size], state)
+                y, state = model.stream_block(x[..., start : start + size], state)
                 assert y.shape == (2, 1, size)
                 parts.append(y)
                 start += size
-                empty, state = model.process(x[..., :0], state)
+                empty, state = model.stream_block(x[..., :0], state)
                 assert empty.shape == (2, 1, 0)
         blocks = torch.cat(parts, dim=-1)
         assert whole.shape == x.shape
@@ -166,13 +166,13 @@ class ModelContract:
         x1, x2 = torch.randn(3, 1, 40), torch.randn(3, 1, 30)
         mask = torch.tensor([True, False, True])
         with torch.no_grad():
-            _, state = model.process(x1, model.initial_state(3, "cpu"))
+            _, state = model.stream_block(x1, model.initial_state(3, "cpu"))
             before = [s.clone() for s in _tensors(state)]
             reset = model.reset_lanes(state, mask)
             assert all(torch.equal(a, b) for a, b in zip(before, _tensors(state))), "reset_lanes changed its input"
-            y2, _ = model.process(x2, reset)
-            fresh, _ = model.process(x2, None)
-            continued, _ = model.process(torch.cat([x1, x2], dim=-1), None)
+            y2, _ = model.stream_block(x2, reset)
+            fresh, _ = model.stream_block(x2, None)
+            continued, _ = model.stream_block(torch.cat([x1, x2], dim=-1), None)
         for lane in (0, 2):
             assert (y2[lane] - fresh[lane]).abs().max() < 1e-6
         assert (y2[1] - continued[1, :, 40:]).abs().max() < 1e-6

@@ -14,10 +14,10 @@ def test_conv_stream_state_must_be_the_history_shape():
     model = build_model(preset("tcn-tiny"))
     x = torch.randn(2, 1, 5)
     with pytest.raises(ModelError, match=r"stream state must be a tensor of shape \(2, 1, 42\), got \(2, 1, 41\)"):
-        model.process(x, torch.zeros(2, 1, 41))
+        model.stream_block(x, torch.zeros(2, 1, 41))
     with pytest.raises(ModelError, match="conv models are stateless"):
         model(torch.randn(2, 1, 50), torch.zeros(2, 1, 42))
-    _, history = model.process(x)
+    _, history = model.stream_block(x)
     assert torch.equal(history[..., -5:], x) and torch.all(history[..., :-5] == 0)
 
 

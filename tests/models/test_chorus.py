@@ -36,7 +36,7 @@ def test_without_modulation_it_is_an_echo_with_negative_feedback():
     x = torch.zeros(1, 1, 200)
     x[0, 0, 0] = 1.0
     with torch.no_grad():
-        y, _ = model.process(x)
+        y, _ = model.stream_block(x)
     y = y.view(-1).numpy()
     assert y[0] == pytest.approx(0.3)
     assert y[16] == pytest.approx(0.7)
@@ -51,7 +51,7 @@ def test_the_lfo_runs_from_the_stream_start():
     rf = model.receptive_field
     x = torch.randn(1, 1, 400)
     with torch.no_grad():
-        whole, _ = model.process(x)
+        whole, _ = model.stream_block(x)
         part = model.forward_at(x[..., 100 - (rf - 1) : 300], torch.tensor([100]))
     assert (part - whole[..., 100:300]).abs().max() < 1e-6
 
@@ -69,7 +69,7 @@ def test_fit_recovers_a_chorus_from_pairs():
     for _ in range(3):
         clean = lfilter([0.05], [1, -0.95], rng.standard_normal(4 * sr)).astype(np.float32)
         with torch.no_grad():
-            target, _ = truth.process(torch.from_numpy(clean).view(1, 1, -1))
+            target, _ = truth.stream_block(torch.from_numpy(clean).view(1, 1, -1))
         pairs.append((clean, target.view(-1).numpy()))
     model = build_model({"family": "chorus", "sample_rate": sr, "max_delay_ms": 12.0})
     got = fit_chorus(model, pairs, rates=(0.8, 2.0, 15), phases=8, centres=(5.0,), depths=(0.6,),
@@ -78,7 +78,7 @@ def test_fit_recovers_a_chorus_from_pairs():
     assert got["depth_ms"] == pytest.approx(3.0, abs=0.1)
     clean, target = pairs[0]
     with torch.no_grad():
-        pred, _ = model.process(torch.from_numpy(clean).view(1, 1, -1))
+        pred, _ = model.stream_block(torch.from_numpy(clean).view(1, 1, -1))
     esr = float(np.sum((target - pred.view(-1).numpy()) ** 2) / np.sum(target**2))
     assert esr < 0.01
 

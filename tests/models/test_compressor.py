@@ -125,7 +125,7 @@ def test_streaming_in_irregular_blocks_equals_one_pass():
         parts, state, start = [], None, 0
         while start < x.shape[-1]:
             size = int(gen.choice([0, 1, 2, 7, 100, 1500]))
-            y, state = model.process(x[..., start : start + size], state)
+            y, state = model.stream_block(x[..., start : start + size], state)
             parts.append(y)
             start += size
     assert (torch.cat(parts, -1) - whole).abs().max() <= 1e-7

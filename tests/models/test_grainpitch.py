@@ -36,7 +36,7 @@ def test_a_sine_comes_out_at_the_shifted_pitch(semitones):
     model = build_model({"family": "grainpitch", "semitones": semitones, "grain": 640, "post_taps": 1})
     x = np.sin(2 * np.pi * f * np.arange(2 * sr) / sr).astype(np.float32)
     with torch.no_grad():
-        y, _ = model.process(torch.from_numpy(x).view(1, 1, -1))
+        y, _ = model.stream_block(torch.from_numpy(x).view(1, 1, -1))
     got = peak_hz(y.view(-1).numpy()[sr // 2 :], sr)
     # the heads' jumps modulate the output at |1 - ratio| sr / grain Hz, blurring the line by that much
     jump_rate = abs(1 - model.cfg.ratio) * sr / model.cfg.grain
@@ -57,4 +57,4 @@ def test_bad_config_and_state_are_refused():
         build_model({"family": "grainpitch", "semitones": 0.0})
     model = build_model({"family": "grainpitch", "grain": 8, "post_taps": 2})
     with pytest.raises(ModelError, match="stream state must be"):
-        model.process(torch.zeros(1, 1, 4), torch.zeros(1, 1, 10))
+        model.stream_block(torch.zeros(1, 1, 4), torch.zeros(1, 1, 10))

@@ -140,5 +140,5 @@ def test_every_preset_builds_reports_and_runs(path):
     if path.stem.endswith("-tiny"):
         assert params < 1000
     with torch.no_grad():
-        y, _ = model.process(torch.randn(1, 1, 16) * 0.1)
+        y, _ = model.stream_block(torch.randn(1, 1, 16) * 0.1)
     assert y.shape == (1, 1, 16) and torch.all(torch.isfinite(y))

@@ -78,7 +78,7 @@ def test_float32_model_io_preserves_24bit_integers(input_skip):
         y, _ = model(x)
         state, parts = None, []
         for i in range(0, x.shape[-1], 701):
-            out, state = model.process(x[..., i : i + 701], state)
+            out, state = model.stream_block(x[..., i : i + 701], state)
             parts.append(out)
     assert torch.equal(y * 2**23, ints[..., rf - 1 :].to(torch.float32))
     assert torch.equal((y * 2**23).to(torch.int64), ints[..., rf - 1 :])
