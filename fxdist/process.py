@@ -1,7 +1,7 @@
 """Run a trained model over audio (arrays and files), block by block with carried state.
 
 Rendering in blocks equals rendering the whole signal at once (each block goes through
-``EffectModel.process``, which carries the convolution history or recurrent state to the
+``EffectModel.stream_block``, which carries the convolution history or recurrent state to the
 next), so files of any length run in bounded memory. Evaluation, export and training
 validation render through here.
 """
