@@ -14,6 +14,8 @@ from fxdist.models.registry import (
     get,
     model_config_dict,
     register,
+    registered,
+    unregister,
 )
 
 # Imported for their @register side effect.
@@ -32,4 +34,6 @@ __all__ = [
     "mol_nll",
     "mol_sample",
     "register",
+    "registered",
+    "unregister",
 ]

@@ -1,4 +1,10 @@
-"""The interface every model family implements, and the streaming logic they share.
+"""The interface every model family implements: forward, streaming, training and export hooks.
+
+A family is one module: a config dataclass and an ``EffectModel`` subclass registered with
+``fxdist.models.registry.register``. Besides ``forward`` it may override ``stream_module``
+(its real-time form, ``fxdist.models.streaming``), ``train_module``/``training_loss`` (a head
+with a loss of its own), and ``export_formats``/``describe``/``export_variants`` with the
+mappings its formats need (``nam_config``/``nam_weights``, ``rtneural_model``, ``ir_taps``).
 
 Tensors are (B, 1, T) float32, channels-first. Conv models use valid (unpadded) causal
 convolutions: ``forward`` on T input samples gives T - receptive_field + 1 outputs, output
