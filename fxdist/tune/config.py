@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from fxdist.config import apply_overrides, from_dict, load_yaml
 from fxdist.errors import ConfigError
+from fxdist.storage import is_uri
 
 SPACE_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -279,9 +280,9 @@ def _absolute_paths(data: dict[str, Any]) -> dict[str, Any]:
     """Trials run in another working directory (and maybe host): pin relative paths now."""
     data = copy.deepcopy(data)
     shards = (data.get("data") or {}).get("shards")
-    if isinstance(shards, str) and "://" not in shards:
+    if isinstance(shards, str) and not is_uri(shards):
         data["data"]["shards"] = os.path.abspath(shards)
-    if isinstance(data.get("init_from"), str) and "://" not in data["init_from"]:
+    if isinstance(data.get("init_from"), str) and not is_uri(data["init_from"]):
         data["init_from"] = os.path.abspath(data["init_from"])
     if "model" in data:
         data["model"] = _absolute_model(data["model"])
