@@ -33,10 +33,10 @@ from fxdist.tune.config import trial_train_config
 
 # Files a trial checkpoint carries (besides metrics.json, written fresh each report).
 RUN_FILES = ("last.pt", "best.pt", "config.json", "metrics.jsonl", "starts.jsonl")
-# Called in the trial process, on every rank, with the metrics about to be reported and
-# the rank: ``on_report(metrics, rank)``. Given to ``sweep``/``resume``; must pickle.
+# ``on_report(metrics, rank)`` of ``sweep``/``resume``: called in the trial process, on
+# every rank, with the metrics about to be reported, before they are (tests use it to kill
+# a trial at a given step). It travels to the trial processes pickled (cloudpickle).
 ReportHook = Callable[[dict[str, Any], int], None]
-# -- the trainable ---------------------------------------------------------------------------
 
 
 def _trial_dirname(trial) -> str:
