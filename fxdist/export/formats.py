@@ -42,7 +42,8 @@ def check_format(model: EffectModel, fmt: str) -> None:
 def family_formats() -> dict[str, list[tuple[str, str | None]]]:
     """family -> [(format, None or the variant label it needs)] in table order, for every registered
     family: its default config's formats, then those a variant (``export_variants``) adds."""
-    return _family_formats(tuple((f, registry.get(f)) for f in registry.families()))
+    rows = _family_formats(tuple((f, registry.get(f)) for f in registry.families()))
+    return {family: list(entries) for family, entries in rows.items()}
 
 
 @functools.lru_cache(maxsize=8)
