@@ -343,7 +343,7 @@ class WaveNetModel(EffectModel):
         out["nam"] = None if self.cfg.layout == "nam" else (
             "NAM's WaveNet differs from fxdist's layout (NAM: bias-free input re-channel, an input mixer "
             "per layer, no skip 1x1s, head = head_scale * per-stack head 1x1, no ReLU head/input skip/MoL); "
-            "train with layout: nam (configs/model/wavenet-nam.yaml)"
+            "train with layout: nam (preset wavenet-nam)"
         )
         return out
 
