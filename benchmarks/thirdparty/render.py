@@ -42,6 +42,7 @@ QUICK_EFFECTS = ("caps_ampvts_cab", "caps_compress", "cmt_fbdelay")
 QUICK_SECONDS = 3.0
 QUICK_TEST = (("clean_guitar", "chords"), ("electric_bass", "lead"))
 TIMEOUT_S = 300
+MIN_ESR = 1e-4  # below this the effect is a plain gain on the check audio: the plugin does nothing
 CLIP = 0.999   # sox carries audio as 32-bit integers: plugin output past full scale is clipped
 
 
@@ -273,9 +274,9 @@ def run_suite(args, ladspa_path: str, effects: list[Effect]) -> int:
                "soundfont": str(material.SOUNDFONT), "soundfont_package": installed_version("fluid-soundfont-gm"),
                "effects": rows}
     (out / "suite.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{'effect':18} {'plugin':34} {'package':28} {'test s':>7} {'peak':>6} {'do-nothing ESR':>15}")
+    print(f"{'effect':18} {'plugin':40} {'package':28} {'test s':>7} {'peak':>6} {'do-nothing ESR':>15}")
     for r in rows:
-        print(f"{r['effect']:18} {r['plugin']:34} {r['package'] + ' ' + r['version']:28} "
+        print(f"{r['effect']:18} {r['plugin']:40} {r['package'] + ' ' + r['version']:28} "
               f"{r['seconds']:7.1f} {r['peak']:6.3f} {r['do_nothing_esr']:15.4f}")
         if r["version"] != r["table_version"]:
             print(f"  note: {r['package']} {r['version']} installed, settings were chosen on {r['table_version']}")
@@ -285,14 +286,18 @@ def run_suite(args, ladspa_path: str, effects: list[Effect]) -> int:
 
 
 def run_check(ladspa_path: str, effects: list[Effect]) -> int:
-    """Render 1 s of GM guitar through each effect twice; report differs/finite/level/clipping/same bytes."""
+    """Render 1 s of GM guitar through each effect twice; exit 1 unless every output differs from
+    the input by more than a gain, is finite, not silent, not clipped and the same bytes twice."""
+    from fxdist.dsp import do_nothing_esr
+
     bad = 0
     with tempfile.TemporaryDirectory(prefix="fxdist-3p-check-") as tmp:
         tmp = Path(tmp)
         clean = tmp / "clean"
         material.render_piece("clean_guitar", "chords", 1.0, clean / "clean_guitar-chords.wav")
         x, _ = read_mono(clean / "clean_guitar-chords.wav")
-        print(f"{'effect':18} {'differs':>8} {'finite':>7} {'rms dB':>7} {'peak':>6} {'clipped':>8} {'same bytes twice':>17}")
+        print(f"{'effect':18} {'differs':>8} {'finite':>7} {'rms dB':>7} {'peak':>6} {'clipped':>8} "
+              f"{'do-nothing ESR':>15} {'same bytes twice':>17}")
         for e in effects:
             effect_file = EFFECTS_DIR / f"{e.name}.yaml"
             outs = []
@@ -305,9 +310,11 @@ def run_check(ladspa_path: str, effects: list[Effect]) -> int:
             rms_db = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) + 1e-30)
             peak = float(np.max(np.abs(y)))
             clipped = int(np.sum(np.abs(y) >= CLIP))
+            esr = do_nothing_esr(x, y) if finite else float("nan")
             same = outs[0] == outs[1]
-            bad += not (differs and finite and rms_db > -60 and same)
-            print(f"{e.name:18} {str(differs):>8} {str(finite):>7} {rms_db:7.1f} {peak:6.3f} {clipped:8d} {str(same):>17}")
+            bad += not (differs and finite and rms_db > -60 and clipped == 0 and esr > MIN_ESR and same)
+            print(f"{e.name:18} {str(differs):>8} {str(finite):>7} {rms_db:7.1f} {peak:6.3f} {clipped:8d} "
+                  f"{esr:15.4f} {str(same):>17}")
     return 1 if bad else 0
 
 
