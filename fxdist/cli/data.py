@@ -72,20 +72,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("render-plan", help="show the chunks of a render-array config (and save the plan)")
     p.add_argument("config", help="render-array YAML (see configs/render/)")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a render-array config key (repeatable)")
     p.set_defaults(func=_render_plan)
 
     p = cmds.add_parser("render-chunk", help="render and shard one chunk of a render-array config (one array task)")
     p.add_argument("config", help="render-array YAML (see configs/render/)")
     p.add_argument("--index", type=int, required=True, help="chunk index, e.g. $SLURM_ARRAY_TASK_ID")
     p.add_argument("--workers", type=int, help="render processes (default: SLURM_CPUS_PER_TASK, else cpus_per_task)")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a render-array config key (repeatable)")
     p.set_defaults(func=_render_chunk)
 
     p = cmds.add_parser("finalize", help="merge the rendered chunks of a render-array config into a verified shard set")
     p.add_argument("config", help="render-array YAML (see configs/render/)")
     p.add_argument("--no-verify", action="store_true", help="check sizes and schemas only, not every shard's sha256")
-    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a render-array config key (repeatable)")
     p.set_defaults(func=_finalize)
 
 

@@ -26,12 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the head (worker) or to listen (head)")
         q.set_defaults(func=_head if name == "head" else _worker)
     q = cmds.add_parser("wait", help="wait for NODES nodes to join, print the head's address")
-    q.add_argument("--rendezvous", required=True)
+    q.add_argument("--rendezvous", required=True, help="the job run's shared rendezvous folder (as given to head/worker)")
     q.add_argument("--nodes", type=int, default=int(os.environ.get("SLURM_JOB_NUM_NODES", "1")), help="default: $SLURM_JOB_NUM_NODES")
-    q.add_argument("--timeout", type=float, default=180.0)
+    q.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the nodes (default 180)")
     q.set_defaults(func=_wait)
     q = cmds.add_parser("done", help="tell the head and workers of this rendezvous to stop")
-    q.add_argument("--rendezvous", required=True)
+    q.add_argument("--rendezvous", required=True, help="the job run's shared rendezvous folder")
     q.set_defaults(func=_done)
 
 
