@@ -1,14 +1,26 @@
 """The listening page served at ``/``: one self-contained HTML file with its CSS and script.
 
 It knows only the current trial's opaque token, fetched from ``/state``; answers go to
-``/answer``.
+``/answer`` with the session token that ``render_page`` writes into the page.
 """
+
+TOKEN_HEADER = "X-Fxdist-Token"
+_TOKEN_SLOT = "@@SESSION_TOKEN@@"
+
+
+def render_page(token: str) -> str:
+    """The page carrying ``token`` (URL-safe base64), which it sends in ``TOKEN_HEADER`` with each answer."""
+    if not token or not all(c.isalnum() or c in "-_" for c in token):
+        raise ValueError(f"a session token is URL-safe base64, got {token!r}")
+    return PAGE.replace(_TOKEN_SLOT, token)
+
 
 PAGE = r"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="fxdist-session" content="@@SESSION_TOKEN@@">
 <title>fxdist · blind listening test</title>
 <style>
   :root { --ink: #1d2430; --muted: #5b6577; --line: #d9dee7; --accent: #2f6fdf; --bg: #f5f7fb; }
@@ -82,6 +94,7 @@ for (const role of ["A", "B", "X"]) {
   players[role] = audio;
 }
 const $ = (id) => document.getElementById(id);
+const sessionToken = document.querySelector('meta[name="fxdist-session"]').content;
 
 function mark(role) {
   for (const r of ["A", "B", "X"]) $("play-" + r).classList.toggle("on", r === role);
@@ -116,7 +129,7 @@ async function answer(choice) {
   busy = true;
   for (const b of document.querySelectorAll(".answer")) b.disabled = true;
   try {
-    const r = await fetch("/answer", {method: "POST", headers: {"Content-Type": "application/json"},
+    const r = await fetch("/answer", {method: "POST", headers: {"Content-Type": "application/json", "X-Fxdist-Token": sessionToken},
       body: JSON.stringify({token: state.token, choice: choice, plays: plays})});
     const body = await r.json();
     if (!r.ok && !body.state) throw new Error(body.error || r.status);

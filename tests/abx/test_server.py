@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 import soundfile as sf
 
 from fxdist import abx
-from fxdist.errors import DataError
+from fxdist.errors import ConfigError, DataError
 from tests.abx.common import SR, make_session, oracle, triples
 
 
@@ -36,6 +37,11 @@ def http(url, data=None, headers=None):
             return r.status, r.read(), dict(r.headers)
     except urllib.error.HTTPError as e:
         return e.code, e.read(), dict(e.headers)
+
+
+def page_token(page: bytes) -> str:
+    """The session token the served page sends with its answers."""
+    return re.search(rb'<meta name="fxdist-session" content="([A-Za-z0-9_-]+)">', page).group(1).decode()
 
 
 def test_http_protocol_keeps_the_key_hidden(tmp_path):
@@ -58,14 +64,58 @@ def test_http_protocol_keeps_the_key_hidden(tmp_path):
         assert status == 206 and got == wav[10:20] and headers["Content-Range"] == f"bytes 10-19/{len(wav)}"
         assert http(f"{server.url}audio/{'0' * 16}/X.wav")[0] == 404
         assert http(f"{server.url}audio/../abx_results.json")[0] == 404
-        assert http(server.url + "answer", {"token": state["token"], "choice": "C"})[0] == 400
-        assert http(server.url + "answer", {"token": "nope", "choice": "A"})[0] == 409
+        own = {"X-Fxdist-Token": page_token(page)}
+        assert own["X-Fxdist-Token"] == server.token
+        assert http(server.url + "answer", {"token": state["token"], "choice": "C"}, own)[0] == 400
+        assert http(server.url + "answer", {"token": "nope", "choice": "A"}, own)[0] == 409
         for trial in session.trials:
-            assert http(server.url + "answer", {"token": trial.token, "choice": oracle(trial)})[0] == 200
+            assert http(server.url + "answer", {"token": trial.token, "choice": oracle(trial)}, own)[0] == 200
         assert server.wait(timeout=1)
         status, body, _ = http(server.url + "results")
         assert status == 200 and json.loads(body)["answered"] == 3
         assert (tmp_path / "out" / "res.json").exists()
+
+
+@pytest.mark.parametrize("headers, why", [
+    ({"Origin": "http://evil.example"}, "cross-origin"),
+    ({"Origin": "null"}, "cross-origin"),
+    ({"X-Fxdist-Token": None}, "X-Fxdist-Token"),
+    ({"X-Fxdist-Token": "wrong"}, "X-Fxdist-Token"),
+    ({"Host": "evil.example"}, "Host must be this server"),
+])
+def test_answers_not_from_the_served_page_are_refused(tmp_path, headers, why):
+    """A foreign Origin, a missing or wrong session token, a foreign Host (DNS rebinding): 403, no answer recorded."""
+    session = make_session(tmp_path, n_trials=3, control_fraction=0.34)
+    with abx.serve(session) as server:
+        own = {"X-Fxdist-Token": server.token, "Origin": server.url.rstrip("/")}
+        sent = {k: v for k, v in {**own, **headers}.items() if v is not None}
+        trial = session.trials[0]
+        status, body, _ = http(server.url + "answer", {"token": trial.token, "choice": oracle(trial)}, sent)
+        assert status == 403 and why in json.loads(body)["error"]
+        assert session.answers == [] and not session.results_json.exists()
+        assert json.loads(http(server.url + "state")[1])["index"] == 1
+        assert http(server.url + "answer", {"token": trial.token, "choice": oracle(trial)}, own)[0] == 200
+
+
+def test_pages_asked_for_under_a_foreign_host_are_refused(tmp_path):
+    session = make_session(tmp_path, n_trials=3, control_fraction=0.34)
+    with abx.serve(session) as server:
+        for path in ("", "state", f"audio/{session.trials[0].token}/X.wav"):
+            assert http(server.url + path, headers={"Host": "rebound.example:80"})[0] == 403
+        port = server.url.rsplit(":", 1)[1].rstrip("/")
+        assert http(server.url + "state", headers={"Host": f"localhost:{port}"})[0] == 200
+
+
+def test_each_session_has_its_own_token(tmp_path):
+    with abx.serve(make_session(tmp_path / "a")) as one, abx.serve(make_session(tmp_path / "b")) as two:
+        assert one.token != two.token and len(one.token) >= 32
+        assert page_token(http(one.url)[1]) == one.token
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", ""])
+def test_serve_listens_on_loopback_only(tmp_path, host):
+    with pytest.raises(ConfigError, match="loopback only"):
+        abx.serve(make_session(tmp_path), host=host)
 
 
 def test_run_abx_from_wav_files(tmp_path):

@@ -212,10 +212,12 @@ def test_cli_abx_serves_until_the_session_is_complete(tmp_path):
         url = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
         assert url, f"no URL in {line!r}"
         base = url.group(1)
+        page = urllib.request.urlopen(base, timeout=10).read().decode()
+        session_token = re.search(r'name="fxdist-session" content="([^"]+)"', page).group(1)
         for _ in range(4):
             state = json.loads(urllib.request.urlopen(base + "state", timeout=10).read())
             body = json.dumps({"token": state["token"], "choice": "A", "plays": {"X": 1}}).encode()
-            req = urllib.request.Request(base + "answer", data=body, headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(base + "answer", data=body, headers={"Content-Type": "application/json", "X-Fxdist-Token": session_token})
             urllib.request.urlopen(req, timeout=10).read()
         out, err = proc.communicate(timeout=30)
     finally:
