@@ -21,7 +21,7 @@ from fxdist.tune.config import (
 )
 from fxdist.tune.results import SPEC_FILE, BestTrial, SweepResult, TrialRow, best, experiment_path, has_experiment, status
 from fxdist.tune.state import STATE_BACKUP_DIR
-from fxdist.tune.run import check_resources, resume, sweep
+from fxdist.tune.run import check_resources, init_local_ray, resume, sweep
 from fxdist.tune.trial import RUN_FILES, ReportHook
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "check_storage",
     "experiment_path",
     "has_experiment",
+    "init_local_ray",
     "load_sweep_config",
     "plan_trials",
     "resume",

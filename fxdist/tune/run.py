@@ -49,9 +49,41 @@ def _scheduler(cfg: SweepConfig, plan: _Plan):
     )
 
 
+# Ray's single-machine mode: the node's address is 127.0.0.1 instead of the machine's
+# network address (read by ray._private.ray_constants at import, in every Ray process).
+_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def init_local_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
+    """Start a new embedded Ray (never some other process's cluster) that listens on 127.0.0.1 only.
+
+    Ray binds its GCS, raylet, worker and agent servers to loopback only when the node's
+    address is 127.0.0.1; by default it takes the machine's network address, and
+    ``ray.init`` turns a loopback ``_node_ip_address`` back into it unless the single-machine
+    mode is on. So the mode is switched on while this node starts (the daemons and workers
+    it spawns inherit it) and switched back after, for later joins of real clusters. The
+    dashboard stays off. ``kwargs`` go to ``ray.init`` (``object_store_memory``, ...).
+    """
+    import ray
+    from ray._private import ray_constants
+
+    saved_env, saved_flag = os.environ.get(_SINGLE_MACHINE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(_SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[_SINGLE_MACHINE_ENV] = saved_env
+
+
 @contextlib.contextmanager
 def _ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
-    """Use the Ray already initialised in this process, else start or join one (and stop it after)."""
+    """Use the Ray already initialised in this process, else join ``address`` or start a
+    loopback-only local one (``init_local_ray``), and stop it after."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Tune warns when a trial checkpoints keep_checkpoints times within 5 s; fxdist
     # checkpoints at every validation, which tiny runs do several times a second.
@@ -65,8 +97,7 @@ def _ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            # "local": a new embedded instance, never some other process's cluster.
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
+            init_local_ray(num_cpus)
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
         raise ClusterError(f"cannot start or reach Ray at {address or 'local'}: {exc}") from exc
     try:

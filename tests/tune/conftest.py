@@ -13,6 +13,8 @@ def ray_session():
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
 
-    ray.init(address="local", num_cpus=2, object_store_memory=200 * 1024 * 1024, include_dashboard=False, log_to_driver=False)
+    from fxdist.tune.run import init_local_ray
+
+    init_local_ray(2, object_store_memory=200 * 1024 * 1024, log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -182,6 +182,62 @@ def test_pbt_clones_the_better_trial_and_continues(ray_session, tiny_shards, tmp
         assert len(list(Path(row.path).glob("checkpoint_*"))) <= 3  # pruned after the sweep: best 2 + latest
 
 
+# -- the local Ray listens on loopback only ------------------------------------------------
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def listening(pids) -> dict[str, set]:
+    """{process name: {(ip, port), ...}} of the TCP sockets these processes listen on."""
+    import psutil
+
+    found: dict[str, set] = {}
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            conns = [c for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+            found.setdefault(proc.name(), set()).update((c.laddr.ip, c.laddr.port) for c in conns)
+        except psutil.Error:
+            continue  # ended between the listing and the look
+    return found
+
+
+@pytest.mark.slow
+def test_local_sweep_listens_on_loopback_only(tiny_shards, tmp_path):
+    """`fxdist sweep` with its own local Ray: every socket its process tree listens on
+    (driver, GCS, raylet, agents, trial workers) is on loopback, polled while trials run."""
+    import psutil
+
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    with open(tmp_path / "sweep.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fxdist", "sweep", str(REPO / "configs/sweep/tiny.yaml"), "--shards", str(tiny_shards),
+             "--storage", str(tmp_path / "sweeps"), "--num-cpus", "2"],
+            env=env, cwd=tmp_path, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
+        )
+        seen: dict[str, set] = {}
+        try:
+            root = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                try:
+                    pids = [proc.pid, *(c.pid for c in root.children(recursive=True))]
+                except psutil.Error:
+                    break
+                for name, addrs in listening(pids).items():
+                    seen.setdefault(name, set()).update(addrs)
+                time.sleep(0.2)
+            proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+    assert {"gcs_server", "raylet"} <= set(seen), seen
+    assert any(name.startswith("ray::") and name != "ray::IDLE" for name in seen), seen  # a trial ran while polled
+    exposed = {name: sorted(a for a in addrs if a[0] not in LOOPBACK) for name, addrs in seen.items()}
+    assert not any(exposed.values()), f"listening beyond loopback: {exposed}"
+
+
 # -- bad resources ---------------------------------------------------------------------------
 
 
