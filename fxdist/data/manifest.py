@@ -137,9 +137,24 @@ def read_manifest(dest: str | os.PathLike) -> Manifest:
             name: SplitInfo(**{**s, "shards": [ShardInfo(**sh) for sh in s["shards"]]})
             for name, s in data.pop("splits").items()
         }
-        return Manifest(**data, splits=splits, uri=os.fspath(dest))
+        manifest = Manifest(**data, splits=splits, uri=os.fspath(dest))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ShardError(f"{path}: malformed manifest ({exc})") from exc
+    for name, split in manifest.splits.items():
+        for shard in split.shards:
+            check_shard_path(shard.path, name, path)
+    return manifest
+
+
+def check_shard_path(rel: str, split: str, manifest_path: str) -> None:
+    """Refuse a shard path that leaves its split's folder (``../x``, absolute paths, ``~``)."""
+    norm = posixpath.normpath(rel) if isinstance(rel, str) else ""
+    if (not isinstance(rel, str) or rel.startswith(("/", "~")) or "\\" in rel or ":" in rel
+            or norm != rel or not norm.startswith(f"{split}/") or ".." in norm.split("/")):
+        raise ShardError(
+            f"{manifest_path}: shard path {rel!r} of split {split!r} is not inside the set's {split}/ folder; "
+            "a manifest may only name its own shards (write the set again with `fxdist data shard`)"
+        )
 
 
 # ----------------------------------------------------------------------------- schema
@@ -261,6 +276,13 @@ def verify(dest: str | os.PathLike) -> VerifyReport:
     """
     manifest = read_manifest(dest)
     fs, root = open_root(dest)
+    if not any(split.rows for split in manifest.splits.values()):
+        listed = ", ".join(f"{k} ({v.rows} rows)" for k, v in manifest.splits.items()) or "none"
+        raise ShardError(f"{dest}: the manifest lists no rows in any split (splits: {listed}); write the set again "
+                         "with `fxdist data shard`")
+    if "train" not in manifest.splits or not manifest.splits["train"].rows:
+        raise ShardError(f"{dest}: the manifest has no train rows (splits: {', '.join(manifest.splits) or 'none'}); "
+                         "write the set again with `fxdist data shard`")
     problems, n, total = [], 0, 0
     rows = {}
     for name, split in manifest.splits.items():

@@ -9,10 +9,10 @@ Splits are by track: tracks are ordered by sha256(split_seed:track_id); the firs
 validation, the rest to train (each split gets at least one track when there are
 at least 3 tracks and its fraction is > 0). Adding a track moves few others.
 
-Atomicity: the old manifest is deleted before the first shard is written, every shard
-is written to a temp name and moved into place, stale part/temp files of an earlier
-run are deleted, and the manifest is written last (temp + move). A dest without a
-manifest is incomplete and every reader refuses it.
+Atomicity: a new set is written in a folder beside ``dest`` (every shard to a temp name,
+then moved; the manifest last) and swapped in only when complete, so an existing set
+stays readable until then and a failure leaves it as it was. A dest without a manifest
+is incomplete and every reader refuses it.
 
 Integrity: shards are written with Parquet page CRC32 checksums and every reader here
 verifies them (cheap, on exactly the pages it reads), so a flipped byte surfaces as a
@@ -57,6 +57,7 @@ from fxdist.data.manifest import (
     AUDIO_COLUMNS,
     MANIFEST,
     SCHEMA_VERSION,
+    SPLITS,
     Manifest,
     ShardInfo,
     SplitInfo,
@@ -141,7 +142,9 @@ def find_pairs(root: str | Path, effect_id: str) -> list[TrackPair]:
     """Pairs ``clean/<id>.wav`` + ``processed/<effect_id>/<id>.wav`` under a dataset root.
 
     A clean track without its processed file, or a processed file without its clean
-    track, raises DataError naming it (no silent skips: a missing render is a bug).
+    track, raises DataError naming it (no silent skips: a missing render is a bug). The one
+    exception: the clean side of a pair imported for another effect (``pair-<stem>`` with its
+    processed file under another ``processed/<effect>/``), which was never this effect's input.
     """
     root = Path(root)
     clean_dir, proc_dir = root / "clean", root / "processed" / effect_id
@@ -150,6 +153,9 @@ def find_pairs(root: str | Path, effect_id: str) -> list[TrackPair]:
             raise DataError(f"{folder}: folder missing (dataset root {root}, effect {effect_id!r})")
     clean = {p.stem: p for p in clean_dir.glob("*.wav") if not p.name.startswith(".")}  # skip temp files
     proc = {p.stem: p for p in proc_dir.glob("*.wav") if not p.name.startswith(".")}
+    for track in sorted(set(clean) - set(proc)):
+        if _recorded_for_another_effect(root, track, effect_id):
+            del clean[track]  # a pair imported for another effect: its clean track is not this effect's input
     if missing := sorted(set(clean) - set(proc)):
         raise DataError(
             f"{clean[missing[0]]}: no processed file {proc_dir / (missing[0] + '.wav')} "
@@ -163,6 +169,14 @@ def find_pairs(root: str | Path, effect_id: str) -> list[TrackPair]:
     if not clean:
         raise DataError(f"{clean_dir}: no .wav tracks")
     return [TrackPair(t, clean[t], proc[t]) for t in sorted(clean)]
+
+
+def _recorded_for_another_effect(root: Path, track: str, effect_id: str) -> bool:
+    """``track`` is an imported recording (``pair-*``) whose processed side belongs to another effect."""
+    if not track.startswith("pair-"):
+        return False
+    processed = root / "processed"
+    return any((d / f"{track}.wav").is_file() for d in processed.iterdir() if d.is_dir() and d.name != effect_id)
 
 
 def as_pairs(source: Any, effect_id: str) -> list[TrackPair]:
@@ -315,6 +329,8 @@ def write_shards(
     cfg: ShardConfig | None = None,
     effect_config: dict | None = None,
     sample_rate: int | None = None,
+    strict: bool = False,
+    log=None,
 ) -> Manifest:
     """Shard the pairs of ``effect_id`` into ``dest`` and return the manifest written.
 
@@ -324,21 +340,65 @@ def write_shards(
     matching are checked from headers before anything is written. Audio is (N,) mono.
     ``effect_config`` is stored in the manifest; when None and ``source`` is a dataset
     root, ``processed/<effect_id>/effect.yaml`` (written by render) is stored if present.
+    Splits chosen at import (``<root>/splits.json``) are kept; the other tracks are split by
+    hash order. Each pair's alignment is checked on a short span: a pair that lines up only
+    at another lag, or not at all, is reported through ``log`` (a callable taking one line),
+    or refused with ``strict``. The new set is written beside ``dest`` and swapped in once
+    complete, so a failure or an interrupt leaves the old set as it was.
     """
+    from fxdist.data.ingest import read_splits
+
     cfg = cfg or ShardConfig()
     pairs = as_pairs(source, effect_id)
-    if effect_config is None and isinstance(source, (str, os.PathLike)):
-        effect_config = rendered_effect_config(Path(source) / "processed" / effect_id / "effect.yaml")
+    chosen: dict[str, str] = {}
+    if isinstance(source, (str, os.PathLike)):
+        if effect_config is None:
+            effect_config = rendered_effect_config(Path(source) / "processed" / effect_id / "effect.yaml")
+        chosen = {t: s for t, s in read_splits(source).items() if t in {p.track_id for p in pairs}}
     sr, lengths = check_headers(pairs, sample_rate)
+    problems = alignment_problems(pairs, sr)
+    if problems and strict:
+        raise DataError(f"{len(problems)} pair(s) do not line up sample-aligned (--strict):\n" + "\n".join(problems))
+    for line in problems:
+        if log is not None:
+            log(line)
     by_id = {p.track_id: p for p in pairs}
     R = cfg.row_samples
     fs, root = open_root(dest)
-    fs.create_dir(root, recursive=True)
-    if storage.is_file(fs, posixpath.join(root, MANIFEST)):  # from here on dest is incomplete
-        fs.delete_file(posixpath.join(root, MANIFEST))
+    parent, name = posixpath.split(root.rstrip("/"))
+    stage = posixpath.join(parent, f".{name}.writing-{os.getpid()}-{os.urandom(4).hex()}")
+    fs.create_dir(stage, recursive=True)
+    try:
+        splits = _write_splits(fs, stage, by_id, lengths, sr, effect_id, cfg, chosen)
+        manifest = Manifest(
+            schema_version=SCHEMA_VERSION,
+            fxdist_version=fxdist.__version__,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            sample_rate=sr,
+            row_samples=R,
+            effect_id=effect_id,
+            effect_config=effect_config,
+            shard_config=dataclasses.asdict(cfg),
+            splits=splits,
+            uri=os.fspath(dest),
+        )
+        storage.write_atomic(fs, posixpath.join(stage, MANIFEST), manifest.to_json().encode())
+        _swap_in(fs, stage, root)
+    except BaseException:
+        if fs.get_file_info(stage).type == pafs.FileType.Directory:
+            fs.delete_dir(stage)
+        raise
+    return manifest
 
+
+def _write_splits(fs, root: str, by_id: dict[str, TrackPair], lengths: dict[str, int], sr: int, effect_id: str,
+                  cfg: ShardConfig, chosen: dict[str, str]) -> dict[str, SplitInfo]:
+    R = cfg.row_samples
+    members = assign_splits([t for t in by_id if t not in chosen], cfg)
+    for track, split in chosen.items():
+        members[split] = sorted(members[split] + [track])
     splits: dict[str, SplitInfo] = {}
-    for split, ids in assign_splits(list(by_id), cfg).items():
+    for split, ids in members.items():
         track_rows = [math.ceil(lengths[t] / R) for t in ids]
         shards = []
         first_row = 0
@@ -357,24 +417,66 @@ def write_shards(
             info = write_shard(fs, root, f"{split}/part-{k:05d}.parquet", tables(), R, cfg, first_row)
             shards.append(info)
             first_row += info.rows
-        delete_stale(fs, posixpath.join(root, split), keep={posixpath.basename(s.path) for s in shards})
         samples = [lengths[t] for t in ids]
         splits[split] = SplitInfo(list(ids), samples, first_row, round(sum(samples) / sr, 6), shards)
+    return splits
 
-    manifest = Manifest(
-        schema_version=SCHEMA_VERSION,
-        fxdist_version=fxdist.__version__,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        sample_rate=sr,
-        row_samples=R,
-        effect_id=effect_id,
-        effect_config=effect_config,
-        shard_config=dataclasses.asdict(cfg),
-        splits=splits,
-        uri=os.fspath(dest),
-    )
-    storage.write_atomic(fs, posixpath.join(root, MANIFEST), manifest.to_json().encode())
-    return manifest
+
+def _swap_in(fs, stage: str, root: str) -> None:
+    """Put the complete set at ``stage`` in place of ``root``; entries of ``root`` that are not part
+    of a shard set (anything but the split folders and the manifest) move into the new set first."""
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        fs.move(stage, root)
+        return
+    if info.type != pafs.FileType.Directory:
+        raise ShardError(f"{root}: exists and is not a folder; choose another --dest")
+    for entry in fs.get_file_info(pafs.FileSelector(root)):
+        if entry.base_name not in (*SPLITS, MANIFEST):
+            fs.move(entry.path, posixpath.join(stage, entry.base_name))
+    old = f"{stage}.old"
+    fs.move(root, old)  # between these two moves a reader finds no set, never a mixed one
+    fs.move(stage, root)
+    fs.delete_dir(old)
+
+
+ALIGN_SECONDS = 30.0  # of each pair, read for the alignment check
+MISALIGNED_MS = 2.5  # a best lag this far from 0 is a recording's latency, not an effect's group delay
+UNRELATED_LEVELS = 0.3  # frame levels this unlike belong to different audio
+
+
+def alignment_problems(pairs: list[TrackPair], sr: int, max_lag_ms: float = 100.0, min_correlation: float = 0.3) -> list[str]:
+    """Pairs that are not sample-aligned renders of each other: one line each with the numbers.
+
+    Reads the first ``ALIGN_SECONDS`` of each pair. A pair whose waveforms correlate best at
+    ``MISALIGNED_MS`` or more from lag 0 was recorded with latency; a pair whose frame levels do
+    not follow each other (``level_similarity`` below ``UNRELATED_LEVELS``) and whose waveforms
+    do not correlate is unrelated audio. Filters' group delays, reverbs, choruses and pitch
+    shifters keep the notes in place and pass.
+    """
+    from fxdist.data.align import energetic_offset, find_latency, level_similarity
+
+    max_lag = int(max_lag_ms * sr / 1000)
+    out = []
+    for p in pairs:
+        frames = min(sf.info(str(p.clean)).frames, int(ALIGN_SECONDS * sr))
+        if frames < 4 * max_lag:
+            continue
+        c = sf.read(str(p.clean), frames=frames, dtype="float64", always_2d=True)[0].mean(axis=1)
+        q = sf.read(str(p.processed), frames=frames, dtype="float64", always_2d=True)[0].mean(axis=1)
+        if not (np.any(c) and np.any(q) and np.isfinite(c).all() and np.isfinite(q).all()):
+            continue  # silence and NaN are refused with their own message when the pair is read
+        n = min(int(1.5 * sr), frames - 2 * max_lag)
+        wave = find_latency(c, q, max_lag, n, energetic_offset(c, n))
+        related = abs(wave.correlation) >= min_correlation
+        if related and abs(wave.lag) * 1000 >= MISALIGNED_MS * sr:
+            out.append(f"{p.processed}: lines up with {p.clean.name} {wave.lag} samples ({1000 * wave.lag / sr:.1f} ms) "
+                       f"later (correlation {wave.correlation:.3f}), not at 0: a recording with latency? Import "
+                       "recordings with `fxdist data import`, which measures and removes it")
+        elif not related and (levels := level_similarity(c, q, sr)) < UNRELATED_LEVELS:
+            out.append(f"{p.processed}: does not follow {p.clean.name} (waveform correlation {wave.correlation:.3f} at "
+                       f"lag {wave.lag}, frame levels correlate {levels:.2f}): unrelated audio, or the wrong pair?")
+    return out
 
 
 def rendered_effect_config(path: Path) -> dict | None:

@@ -90,3 +90,26 @@ def test_dest_without_manifest_refused(tmp_path):
         WindowDataset(tmp_path / "s", "train", WindowSpec(1, 8))
     with pytest.raises(ShardError, match="no manifest"):
         verify(tmp_path / "s")
+
+
+@pytest.mark.parametrize("bad", ["../outside.parquet", "/etc/passwd", "train/../../x.parquet", "~/x.parquet", "validation/part-0.parquet"])
+def test_manifest_naming_a_shard_outside_its_split_is_refused(dataset, tmp_path, bad):
+    root, _ = dataset
+    dest = tmp_path / "s"
+    write_shards(root, dest, EFFECT, ShardConfig(**SMALL))
+    data = json.loads((dest / "manifest.json").read_text())
+    data["splits"]["train"]["shards"][0]["path"] = bad
+    (dest / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ShardError, match=rf"shard path {bad!r} of split 'train' is not inside the set's train/ folder"):
+        read_manifest(dest)
+
+
+def test_verify_refuses_a_manifest_without_rows(dataset, tmp_path):
+    root, _ = dataset
+    dest = tmp_path / "s"
+    write_shards(root, dest, EFFECT, ShardConfig(**SMALL))
+    data = json.loads((dest / "manifest.json").read_text())
+    data["splits"] = {}
+    (dest / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ShardError, match=r"lists no rows in any split \(splits: none\)"):
+        verify(dest)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -152,20 +154,36 @@ def test_rerun_removes_stale_and_temp_files(dataset, tmp_path):
     verify(dest)
 
 
-def test_failed_rerun_leaves_incomplete_dest_without_half_shards(dataset, tmp_path):
+def test_failed_rerun_keeps_the_old_set_whole(dataset, tmp_path):
     root, tracks = dataset
     dest = tmp_path / "s"
-    write_shards(root, dest, EFFECT, ShardConfig(**SMALL))
+    first = write_shards(root, dest, EFFECT, ShardConfig(**SMALL))
+    before = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
     bad = max(tracks)
     y = tracks[bad][1].copy()
     y[5] = np.nan
     sf.write(str(root / "processed" / EFFECT / f"{bad}.wav"), y, SR, subtype="FLOAT")
     with pytest.raises(DataError, match="NaN"):
         write_shards(root, dest, EFFECT, ShardConfig(**SMALL))
-    assert not (dest / "manifest.json").exists()
-    assert not [p for p in dest.rglob("*") if ".tmp-" in p.name]
-    with pytest.raises(ShardError, match="no manifest"):
-        read_manifest(dest)
+    after = {p.relative_to(dest): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert after == before  # the old set, byte for byte
+    assert read_manifest(dest).splits.keys() == first.splits.keys()
+    assert verify(dest).shards == sum(len(s.shards) for s in first.splits.values())
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left beside it
+
+
+def test_rewrite_swaps_in_the_new_set_and_keeps_other_files(dataset, tmp_path):
+    root, _ = dataset
+    dest = tmp_path / "s"
+    write_shards(root, dest, EFFECT, ShardConfig(**SMALL))
+    (dest / "notes.txt").write_text("mine")
+    second = write_shards(root, dest, EFFECT, ShardConfig(**{**SMALL, "rows_per_shard": 2 * SMALL["rows_per_shard"]}))
+    assert (dest / "notes.txt").read_text() == "mine"
+    assert read_manifest(dest).shard_config["rows_per_shard"] == 2 * SMALL["rows_per_shard"]
+    listed = {s.path for split in second.splits.values() for s in split.shards}
+    on_disk = {str(p.relative_to(dest)) for p in dest.rglob("*.parquet")}
+    assert listed == on_disk
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def _pair(
@@ -247,3 +265,63 @@ def test_rendered_effect_yaml_goes_into_manifest(dataset, tmp_path):
     m = write_shards(root, tmp_path / "s", EFFECT, ShardConfig(**SMALL))
     assert m.effect_config == {"name": "dist", "stages": [{"type": "Distortion"}]}
     assert read_manifest(tmp_path / "s").effect_config == m.effect_config
+
+
+def _tone_root(root: Path, sr: int = 8000, seconds: float = 2.0, shift: int = 0, noise: bool = False) -> Path:
+    rng = np.random.default_rng(3)
+    t = np.arange(int(sr * seconds)) / sr
+    clean = (0.5 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 1.5 * t) > 0)).astype(np.float32)
+    proc = np.tanh(3 * clean)
+    proc = np.concatenate([np.zeros(shift, np.float32), proc])[: len(clean)]
+    if noise:
+        proc = 0.1 * rng.standard_normal(len(clean))
+    _pair(root, "take", clean, proc, sr=sr)
+    return root
+
+
+def test_shard_warns_of_a_misaligned_pair_and_strict_refuses_it(tmp_path):
+    root = _tone_root(tmp_path / "data", shift=400)  # 50 ms: a recording's latency, not a filter's delay
+    lines = []
+    write_shards(root, tmp_path / "s", EFFECT, ShardConfig(**SMALL), log=lines.append)
+    assert len(lines) == 1 and re.search(r"take.wav: lines up with take.wav 400 samples \(50.0 ms\) later .*fxdist data import", lines[0])
+    with pytest.raises(DataError, match=r"1 pair\(s\) do not line up sample-aligned \(--strict\):\n.*400 samples"):
+        write_shards(root, tmp_path / "strict", EFFECT, ShardConfig(**SMALL), strict=True)
+    assert not (tmp_path / "strict").exists()
+
+
+def test_shard_warns_of_unrelated_audio(tmp_path):
+    root = _tone_root(tmp_path / "data", noise=True)
+    lines = []
+    write_shards(root, tmp_path / "s", EFFECT, ShardConfig(**SMALL), log=lines.append)
+    assert len(lines) == 1 and "does not follow take.wav" in lines[0] and "unrelated audio" in lines[0]
+
+
+def test_aligned_pairs_pass_the_check(tmp_path):
+    root = _tone_root(tmp_path / "data")
+    lines = []
+    write_shards(root, tmp_path / "s", EFFECT, ShardConfig(**SMALL), log=lines.append)
+    assert lines == []
+
+
+def test_splits_chosen_at_import_are_kept(dataset, tmp_path):
+    root, tracks = dataset
+    ids = sorted(tracks)
+    (root / "splits.json").write_text(json.dumps({ids[0]: "test", ids[1]: "validation", ids[2]: "train"}))
+    m = write_shards(root, tmp_path / "s", EFFECT, ShardConfig(**SMALL))
+    assert ids[0] in m.splits["test"].tracks and ids[1] in m.splits["validation"].tracks
+    assert ids[2] in m.splits["train"].tracks
+    assert sorted(t for s in m.splits.values() for t in s.tracks) == ids
+
+
+def test_pairs_imported_for_another_effect_are_left_out(dataset, tmp_path):
+    root, tracks = dataset
+    clean = next(iter(tracks.values()))[0]
+    _pair(root, "pair-take", clean, clean)  # processed/dist/pair-take.wav ...
+    other = root / "processed" / "my_pedal"
+    other.mkdir(parents=True)
+    (root / "processed" / EFFECT / "pair-take.wav").rename(other / "pair-take.wav")  # ... belongs to my_pedal
+    m = write_shards(root, tmp_path / "s", EFFECT, ShardConfig(**SMALL))
+    assert "pair-take" not in [t for s in m.splits.values() for t in s.tracks]
+    (root / "clean" / "synth-extra.wav").write_bytes((root / "clean" / "pair-take.wav").read_bytes())
+    with pytest.raises(DataError, match=r"synth-extra.wav: no processed file"):  # a missing render is still an error
+        write_shards(root, tmp_path / "s2", EFFECT, ShardConfig(**SMALL))
