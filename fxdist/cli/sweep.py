@@ -8,6 +8,10 @@ from pathlib import Path
 from fxdist.cli import parse_overrides
 
 
+TRUST_HELP = ("unpickle the experiment's Ray Tune state even if the folder or a state file is not yours or is "
+              "writable by group/others (only if you trust everyone who can write there)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a hyperparameter sweep (Ray Tune)", description="Run a Ray Tune sweep whose trials are fxdist training runs.")
     p.add_argument("config", help="sweep YAML (see configs/sweep/)")
@@ -17,22 +21,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shards", help="shard set path or URI (sets overrides.data.shards)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a sweep config key, e.g. num_samples=4 or overrides.steps=500 (repeatable)")
     p.add_argument("--resume-if-exists", action="store_true", help="resume the experiment when it already exists (for batch scripts that get requeued)")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("resume", help="continue a killed or errored sweep", description="Continue a sweep: unfinished trials resume from their latest checkpoint; finished ones are not rerun.")
     p.add_argument("experiment", help="experiment folder or URI printed by `fxdist sweep` (<storage>/<name>)")
     p.add_argument("--address", help="Ray cluster to join (default: start a local Ray)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray started when no --address is given")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=_resume)
 
     p = sub.add_parser("status", help="list a sweep's trials", description="List a sweep's trials: swept values, state, step, validation ESR, host.")
     p.add_argument("experiment", help="experiment folder or URI")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=_status)
 
     p = sub.add_parser("best", help="copy the best trials' checkpoints out of a sweep", description="Copy the best trials' best.pt (+ config.json, metrics.json) to DIR/<rank>-<trial_id>/.")
     p.add_argument("experiment", help="experiment folder or URI")
     p.add_argument("--top", type=int, default=1, help="how many trials (default 1)")
     p.add_argument("--to", help="destination folder (default runs/best/<experiment name>)")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=_best)
 
 
@@ -79,7 +87,7 @@ def _sweep(args) -> int:
     exp = experiment_path(cfg, args.storage)
     if args.resume_if_exists and has_experiment(exp):
         print(f"experiment: {exp} (exists: resuming)", flush=True)
-        result = resume(exp, address=args.address, num_cpus=args.num_cpus)
+        result = resume(exp, address=args.address, num_cpus=args.num_cpus, trust=args.trust)
     else:
         print(f"experiment: {exp}", flush=True)
         result = sweep(cfg, address=args.address, storage=args.storage, num_cpus=args.num_cpus)
@@ -90,7 +98,7 @@ def _sweep(args) -> int:
 def _resume(args) -> int:
     from fxdist.tune import resume
 
-    result = resume(args.experiment, address=args.address, num_cpus=args.num_cpus)
+    result = resume(args.experiment, address=args.address, num_cpus=args.num_cpus, trust=args.trust)
     _print_result(result)
     return 1 if result.errors else 0
 
@@ -98,7 +106,7 @@ def _resume(args) -> int:
 def _status(args) -> int:
     from fxdist.tune import status
 
-    print(format_table(status(args.experiment)))
+    print(format_table(status(args.experiment, trust=args.trust)))
     return 0
 
 
@@ -106,7 +114,7 @@ def _best(args) -> int:
     from fxdist.tune import best
 
     to = args.to or str(Path("runs/best") / args.experiment.rstrip("/").rsplit("/", 1)[-1])
-    picked = best(args.experiment, top=args.top, to=to)
+    picked = best(args.experiment, top=args.top, to=to, trust=args.trust)
     if not picked:
         print("no trial has a checkpoint yet")
         return 1

@@ -6,7 +6,8 @@ sweep, ``status`` lists its trials, ``best`` copies the best trials' ``best.pt``
 
 Modules: ``config`` (the sweep YAML and search space), ``trial`` (one trial: the trainable,
 Ray Train driver/worker, restore), ``state`` (keeping Tune's driver state restorable),
-``results`` (status, best), ``run`` (sweep, resume, the Ray session).
+``results`` (status, best), ``trust`` (refusing folders others could write before Ray
+unpickles them), ``run`` (sweep, resume, the loopback-only local Ray).
 """
 
 from fxdist.storage import check_storage
@@ -23,6 +24,7 @@ from fxdist.tune.results import SPEC_FILE, BestTrial, SweepResult, TrialRow, bes
 from fxdist.tune.state import STATE_BACKUP_DIR
 from fxdist.tune.run import check_resources, init_local_ray, resume, sweep
 from fxdist.tune.trial import RUN_FILES, ReportHook
+from fxdist.tune.trust import UntrustedExperiment, check_trusted
 
 __all__ = [
     "RUN_FILES",
@@ -36,8 +38,10 @@ __all__ = [
     "SweepConfig",
     "SweepResult",
     "TrialRow",
+    "UntrustedExperiment",
     "best",
     "check_resources",
+    "check_trusted",
     "check_storage",
     "experiment_path",
     "has_experiment",

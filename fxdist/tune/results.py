@@ -14,6 +14,7 @@ from fxdist import storage
 from fxdist.config import from_dict
 from fxdist.errors import ClusterError, ConfigError
 from fxdist.tune.config import SweepConfig
+from fxdist.tune.trust import check_trusted
 
 # In the experiment folder: the sweep config and resolved base training config it ran with.
 SPEC_FILE = "fxdist-sweep.json"
@@ -90,7 +91,8 @@ def _load_spec(exp: str) -> tuple[SweepConfig, dict[str, Any]]:
 
 
 def _summary(exp: str, started: float) -> SweepResult:
-    rows = status(exp)
+    """The result of a sweep this process just ran or resumed (the folder was written or checked here)."""
+    rows = status(exp, trust=True)
     scored = [r for r in rows if r.best_val_esr is not None]
     best_row = min(scored, key=lambda r: r.best_val_esr) if scored else None
     errors = sum(r.state == "ERROR" for r in rows)
@@ -108,10 +110,12 @@ def _results(trial_dir: str) -> list[dict[str, Any]]:
     return out
 
 
-def _trials(exp: str):
+def _trials(exp: str, trust: bool = False):
+    """Tune's trials, unpickled from the experiment state (``check_trusted`` first)."""
     from ray.tune import ExperimentAnalysis
 
     _require_experiment(exp)
+    check_trusted(exp, trust)
     # It warns for every trial that has not reported yet; status shows those as step None.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     try:
@@ -120,15 +124,18 @@ def _trials(exp: str):
         raise ClusterError(f"{exp}: cannot read the experiment state: {exc}") from exc
 
 
-def status(experiment_path: str | Path) -> list[TrialRow]:
+def status(experiment_path: str | Path, *, trust: bool = False) -> list[TrialRow]:
     """The sweep's trials from storage (no Ray needed): swept values, state, step, metrics, host.
+
+    Reading them unpickles Tune's state: a folder someone else could have written is
+    refused unless ``trust`` (``fxdist.tune.trust``).
 
     ``result.json`` can lose rows when Tune restarts a trial inside a running experiment (it
     re-downloads the file from storage, which may not be synced yet, Ray 2.58), so the last
     result falls back to Tune's own record of it.
     """
     exp = storage.normalise(experiment_path)
-    trials = _trials(exp)
+    trials = _trials(exp, trust)
     try:
         keys = list(_load_spec(exp)[0].space)
     except ClusterError:
@@ -166,16 +173,16 @@ def _latest_checkpoint(trial_dir: str) -> str | None:
     return None
 
 
-def best(experiment_path: str | Path, top: int = 1, to: str | Path | None = None) -> list[BestTrial]:
+def best(experiment_path: str | Path, top: int = 1, to: str | Path | None = None, *, trust: bool = False) -> list[BestTrial]:
     """The ``top`` trials with the lowest best val_esr, from each trial's latest checkpoint.
 
     With ``to``, copies each one's best.pt, config.json and metrics.json to
-    ``to/<rank>-<trial_id>/``, ready for ``fxdist process``.
+    ``to/<rank>-<trial_id>/``, ready for ``fxdist process``. ``trust`` as for ``status``.
     """
     if top < 1:
         raise ConfigError(f"top must be >= 1, got {top}")
     exp = storage.normalise(experiment_path)
-    rows = status(exp)
+    rows = status(exp, trust=trust)
     found = []
     for row in rows:
         ckpt = _latest_checkpoint(row.path)

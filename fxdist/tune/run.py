@@ -19,6 +19,7 @@ from fxdist.tune.config import ResourcesConfig, SweepConfig, _param_space, _pbt_
 from fxdist.tune.results import SPEC_FILE, SweepResult, _load_spec, _require_experiment, _summary, has_experiment, status
 from fxdist.tune.state import _repair_missing_checkpoints, _restore_state_backup, _state_backup_callback
 from fxdist.tune.trial import ReportHook, _trial_dirname, _trial_entry
+from fxdist.tune.trust import check_trusted
 
 
 def _scheduler(cfg: SweepConfig, plan: _Plan):
@@ -263,7 +264,7 @@ def _prune_after_pbt(exp: str, cfg: SweepConfig) -> None:
     """
     if cfg.scheduler.kind != "pbt" or cfg.keep_checkpoints is None:
         return
-    for row in status(exp):
+    for row in status(exp, trust=True):  # the sweep that just ran wrote it, or resume checked it
         if row.state != "TERMINATED":
             continue  # a later resume may still need any of them
         names = [n for n in list_names(row.path, folders=True) if n.startswith("checkpoint_")]
@@ -291,18 +292,22 @@ def resume(
     *,
     num_cpus: int | None = None,
     on_report: ReportHook | None = None,
+    trust: bool = False,
 ) -> SweepResult:
     """Continue a killed or errored sweep: unfinished and errored trials go on from their
     latest checkpoint; finished trials are not rerun. ``on_report`` as for ``sweep``.
 
-    Before ``Tuner.restore`` it puts back cut-off driver state files and recreates
-    checkpoints the state still points at (``fxdist.tune.state``).
+    ``Tuner.restore`` unpickles the folder's state, so a folder (or state file) not owned
+    by the user or writable by group or others is refused first unless ``trust``
+    (``fxdist.tune.trust``). Before the restore it puts back cut-off driver state files
+    and recreates checkpoints the state still points at (``fxdist.tune.state``).
     """
     from ray import tune
 
     started = time.perf_counter()
     exp = normalise(experiment_path)
     _require_experiment(exp)
+    check_trusted(exp, trust)
     cfg, base = _load_spec(exp)
     _check_v2(cfg)
     plan = _Plan(base=base, max_steps=0, val_every=0)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from fxdist import storage
 from fxdist.errors import ClusterError
-from fxdist.tune.results import _latest_checkpoint, _trials
 
 STATE_BACKUP_DIR = ".fxdist-state"  # in the experiment folder: the last complete driver state
 STATE_BACKUP_EVERY_S = 5.0
@@ -130,8 +129,10 @@ def _repair_missing_checkpoints(exp: str) -> list[str]:
     """
     import pyarrow.fs as pafs
 
+    from fxdist.tune.results import _latest_checkpoint, _trials  # results -> trust -> state
+
     repaired = []
-    for trial in _trials(exp):
+    for trial in _trials(exp, trust=True):  # resume checked the folder first
         if trial.status == "TERMINATED":
             continue
         try:
