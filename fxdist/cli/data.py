@@ -8,6 +8,7 @@ All commands work on a dataset root laid out as ``clean/``, ``processed/<effect>
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from fxdist.cli import parse_overrides
@@ -46,6 +47,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=_render)
 
+    p = cmds.add_parser("reamp", help="write the re-amp signal to play through your gear and record back",
+                        description="Write the re-amp signal (calibration blips and sweeps at both ends, guitar-range "
+                        "content, a validation section) and its sidecar JSON. Play OUT.wav through the device, record "
+                        "the output at the same rate, and `fxdist data import` the pair.")
+    p.add_argument("out", help="the signal's WAV path (its section map is written beside it as .json)")
+    p.add_argument("--seconds", type=float, default=180.0, help="seconds of content, calibrations not counted (default 180)")
+    p.add_argument("--sample-rate", type=int, default=48000, help="sample rate in Hz; record at the same rate (default 48000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the generated content (default 0)")
+    p.add_argument("--music", help="folder of DI or other music to append to the content (default: none)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT (default: refuse)")
+    p.set_defaults(func=_reamp)
+
     p = cmds.add_parser("import", help="import recorded clean/processed pairs, finding and removing latency")
     p.add_argument("pairs", help="folder with clean/ + processed/ subfolders, or NAME_clean.* / NAME_processed.* files")
     p.add_argument("root", help="dataset root")
@@ -53,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-rate", type=int, help="resample aligned pairs to this rate in Hz (default: keep the files' rate)")
     p.add_argument("--max-latency-ms", type=float, default=100.0, help="largest latency searched, in ms (default 100)")
     p.add_argument("--min-correlation", type=float, default=0.3, help="refuse a pair whose alignment peak correlates less (default 0.3)")
+    p.add_argument("--latency", type=int, metavar="SAMPLES", help="the device's latency, when you know it (default: measured)")
+    p.add_argument("--no-drift-check", action="store_true", help="accept the latency measured at the start without checking the end")
+    p.add_argument("--max-drift-ppm", type=float, default=200.0, help="largest clock drift corrected by resampling (default 200 ppm)")
+    p.add_argument("--split", choices=("train", "validation", "test"), help="put these pairs in this split (default: a re-amp recording's own sections, else hash order at `data shard`)")
     p.set_defaults(func=_import)
 
     p = cmds.add_parser("shard", help="write aligned pairs as sharded Parquet with a manifest")
@@ -61,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dest", help="path or URI (file://, s3://...); default ROOT/shards/EFFECT")
     p.add_argument("--config", help="ShardConfig YAML (default: the ShardConfig defaults)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a ShardConfig key (repeatable)")
+    p.add_argument("--strict", action="store_true", help="refuse pairs that do not line up sample-aligned (default: warn)")
     p.set_defaults(func=_shard)
 
     p = cmds.add_parser("verify", help="check every shard against the manifest's checksums")
@@ -125,16 +143,39 @@ def _render(args) -> int:
     return 0
 
 
+def _reamp(args) -> int:
+    from fxdist.data.reamp import ReampConfig, sidecar_path, write_reamp
+
+    cfg = ReampConfig(seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed, music=args.music)
+    signal = write_reamp(args.out, cfg, overwrite=args.overwrite)
+    print(f"{args.out}: {signal.audio.size / signal.sample_rate:.1f} s at {signal.sample_rate} Hz, 24-bit; sections in "
+          f"{sidecar_path(args.out)}")
+    for sec in signal.sections:
+        print(f"  {sec.name:<18} {sec.start / signal.sample_rate:8.2f} s .. {sec.end / signal.sample_rate:8.2f} s")
+    print("Play it through the device at unity level, record the output at the same rate, then "
+          f"`fxdist data import` {args.out} with the recording.")
+    return 0
+
+
 def _import(args) -> int:
     from fxdist.data.ingest import import_pairs
 
     reports = import_pairs(
         args.pairs, args.root, sample_rate=args.sample_rate, max_latency_ms=args.max_latency_ms,
-        min_correlation=args.min_correlation, effect_id=args.effect_id,
+        min_correlation=args.min_correlation, effect_id=args.effect_id, latency=args.latency,
+        drift_check=not args.no_drift_check, max_drift_ppm=args.max_drift_ppm, split=args.split,
     )
     for r in reports:
-        print(f"{r.track_id}: latency {r.latency_samples} samples ({r.latency_ms:.2f} ms), "
-              f"correlation {r.correlation:.3f}, {r.length} samples aligned")
+        how = {"calibration": "from the calibration blips", "given": "as given"}.get(r.method, f"by {r.method}")
+        extras = [f"polarity {'inverted' if r.polarity < 0 else 'normal'}"]
+        if r.method in ("correlation", "envelope"):
+            extras.append(f"correlation {r.correlation:.3f}")
+        if r.drift_corrected:
+            extras.append(f"clock drift {r.drift_ppm:+.1f} ppm corrected")
+        elif r.method == "calibration":
+            extras.append("no clock drift")
+        print(f"{r.track_id}: latency {r.latency_samples} samples ({r.latency_ms:.2f} ms) {how}, {', '.join(extras)}; "
+              f"{r.length} samples aligned" + (f", split {r.split}" if r.split else ""))
     return 0
 
 
@@ -145,7 +186,8 @@ def _shard(args) -> int:
     overrides = parse_overrides(args.overrides)
     cfg = load(ShardConfig, args.config, overrides) if args.config else from_dict(ShardConfig, overrides, "<command line>")
     dest = args.dest or str(Path(args.root) / "shards" / args.effect)
-    manifest = write_shards(args.root, dest, args.effect, cfg)
+    manifest = write_shards(args.root, dest, args.effect, cfg, strict=args.strict,
+                            log=lambda line: print(f"fxdist: warning: {line}", file=sys.stderr))
     print(manifest.summary())
     return 0
 

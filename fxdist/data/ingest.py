@@ -26,16 +26,17 @@ from typing import Iterable
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import correlate
 
 from fxdist.audio import AUDIO_SUFFIXES, check_finite, check_not_silent, read_audio, resample, to_mono
 from fxdist.audio import write_audio
+from fxdist.data.align import DEFAULT_SPAN, LatencyEstimate, align, energetic_offset, find_latency  # noqa: F401
 from fxdist.errors import ConfigError, DataError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _EFFECT_ID = re.compile(r"[a-z0-9_-]+")
-DEFAULT_SPAN = 1 << 16  # samples correlated per latency estimate (1.4 s at 48 kHz)
 SEARCH_SECONDS = 1.0  # import_pair looks for the latency within +-max(2 * max latency, this)
+ENVELOPE_MIN_CORRELATION = 0.5  # onset envelopes this alike line up
+LEVELS_MIN_SIMILARITY = 0.6  # frame levels this alike: the same notes, however the effect colours them
 
 
 def sanitize_stem(stem: str) -> str:
@@ -153,109 +154,25 @@ def _is_current(target: Path, sample_rate: int) -> bool:
 
 
 # ---------------------------------------------------------------------------------------
-# Latency between a clean signal and its recorded, processed version
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LatencyEstimate:
-    """Where processed lines up with clean.
-
-    lag: samples, positive = processed is late (processed[n + lag] ~ clean[n]).
-    correlation: normalised cross-correlation at ``lag`` in [-1, 1] (negative: inverted polarity).
-    subsample_lag: parabolic refinement of ``lag`` (reported only; alignment uses ``lag``).
-    offset, span: the part of clean that was correlated, clean[offset : offset + span].
-    at_edge: the peak sits at +-max_lag, so the true latency may lie beyond the search range.
-    """
-
-    lag: int
-    correlation: float
-    subsample_lag: float
-    offset: int
-    span: int
-    at_edge: bool
-
-
-def find_latency(
-    clean: np.ndarray,
-    processed: np.ndarray,
-    max_lag: int,
-    span: int = DEFAULT_SPAN,
-    offset: int | None = None,
-) -> LatencyEstimate:
-    """Estimate the lag of ``processed`` (M,) behind ``clean`` (N,) within +-``max_lag`` samples.
-
-    Correlates ``span`` samples of clean, from ``offset`` (default: the first frame with
-    enough energy) against processed around the same place, by FFT, so the cost is
-    O((span + max_lag) log) whatever the file length.
-    """
-    clean = np.asarray(clean, dtype=np.float64)
-    processed = np.asarray(processed, dtype=np.float64)
-    if clean.ndim != 1 or processed.ndim != 1:
-        raise ValueError(f"find_latency expects 1-D signals, got shapes {clean.shape} and {processed.shape}")
-    if max_lag < 0 or span < 1:
-        raise ValueError(f"need max_lag >= 0 and span >= 1, got {max_lag}, {span}")
-    span = min(span, len(clean))
-    if offset is None:
-        offset = energetic_offset(clean, span)
-    offset = int(np.clip(offset, 0, len(clean) - span))
-    x = clean[offset : offset + span]
-    y = _window(processed, offset - max_lag, span + 2 * max_lag)
-    xc = correlate(y, x, mode="valid", method="fft")  # xc[k] <-> lag k - max_lag
-    k = int(np.argmax(np.abs(xc)))
-    energy = np.concatenate([[0.0], np.cumsum(y * y)])
-    denom = np.sqrt(np.dot(x, x) * (energy[k + span] - energy[k]))
-    correlation = float(xc[k] / denom) if denom > 0 else 0.0
-    return LatencyEstimate(
-        lag=k - max_lag,
-        correlation=float(np.clip(correlation, -1.0, 1.0)),
-        subsample_lag=k - max_lag + _parabolic(np.abs(xc), k),
-        offset=offset,
-        span=span,
-        at_edge=max_lag > 0 and k in (0, len(xc) - 1),
-    )
-
-
-def energetic_offset(x: np.ndarray, span: int, from_end: bool = False, floor_db: float = -30.0) -> int:
-    """Start of a ``span``-long window of ``x`` (N,) that begins (or, ``from_end``, ends) at the
-    first (last) frame whose RMS is within ``floor_db`` of the loudest frame."""
-    frame = max(1, min(1024, span // 8))
-    n_frames = len(x) // frame
-    if n_frames == 0:
-        return 0
-    rms = np.sqrt(np.mean(x[: n_frames * frame].reshape(n_frames, frame) ** 2, axis=1))
-    loud = np.flatnonzero(rms >= rms.max() * 10 ** (floor_db / 20))
-    start = (loud[-1] + 1) * frame - span if from_end else loud[0] * frame
-    return int(np.clip(start, 0, max(0, len(x) - span)))
-
-
-def _window(x: np.ndarray, start: int, length: int) -> np.ndarray:
-    """x[start : start + length], zero-padded where that runs off either end."""
-    out = np.zeros(length)
-    lo, hi = max(start, 0), min(start + length, len(x))
-    if hi > lo:
-        out[lo - start : hi - start] = x[lo:hi]
-    return out
-
-
-def _parabolic(y: np.ndarray, k: int) -> float:
-    """Offset in (-0.5, 0.5) of the vertex of the parabola through y[k-1], y[k], y[k+1]."""
-    if k == 0 or k == len(y) - 1:
-        return 0.0
-    a, b, c = y[k - 1], y[k], y[k + 1]
-    curvature = a - 2 * b + c
-    return float(0.5 * (a - c) / curvature) if curvature < 0 else 0.0
-
-
-# ---------------------------------------------------------------------------------------
 # Recorded pairs (re-amping through hardware)
 # ---------------------------------------------------------------------------------------
 
 
+SPLIT_NAMES = ("train", "validation", "test")
+SPLITS_FILE = "splits.json"  # in the dataset root: track id -> split, for tracks whose split was chosen
+
+
 @dataclass(frozen=True)
 class ImportReport:
-    """One imported pair. Latency and input lengths at ``source_sample_rate``; ``length`` (the
-    trimmed, aligned length of both outputs) at ``sample_rate``."""
+    """One imported track. Latency and input lengths at ``source_sample_rate``; ``length`` (the
+    trimmed, aligned length of both outputs) at ``sample_rate``.
+
+    method: how the latency was found: "calibration" (a re-amp signal's blips), "correlation"
+    (waveforms), "envelope" (onset envelopes, when the waveforms do not correlate) or "given".
+    polarity: -1 when the device inverts. drift_ppm: the recording's clock against playback
+    (measured from the two calibrations; 0.0 when not measured), corrected when ``drift_corrected``.
+    split: the split the track was put in (None: left to ``data shard``'s hash order).
+    """
 
     track_id: str
     effect_id: str
@@ -274,6 +191,24 @@ class ImportReport:
     clean_length: int
     processed_length: int
     length: int
+    method: str = "correlation"
+    polarity: int = 1
+    drift_ppm: float = 0.0
+    drift_corrected: bool = False
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class _Alignment:
+    lag: int
+    subsample: float
+    method: str
+    polarity: int
+    correlation: float
+    lag_end: int
+    correlation_end: float
+    drift_ppm: float = 0.0
+    drift_corrected: bool = False
 
 
 def import_pair(
@@ -288,116 +223,264 @@ def import_pair(
     downmix: bool = True,
     effect_id: str = "imported",
     stem: str | None = None,
-) -> ImportReport:
+    latency: int | None = None,
+    drift_check: bool = True,
+    max_drift_ppm: float = 200.0,
+    split: str | None = None,
+) -> list[ImportReport]:
     """Align a clean file with its recording through an effect and write both, trimmed.
 
-    The latency is estimated on the first and on the last loud part of the file; the pair is
-    refused (DataError naming both files and the numbers) when: the sample rates differ;
-    either file is NaN/undecodable/silent; the correlation peak is below ``min_correlation``
-    in magnitude (wrong pair, or alignment ambiguous); the latency exceeds
-    ``max_latency_ms``; the two estimates differ by more than ``drift_tolerance`` samples
-    (clock drift between playback and recording); or len(processed) - latency differs from
-    len(clean) by more than ``length_tolerance_ms``. Otherwise processed is shifted by the
-    latency, both are cut to their common length, resampled to ``sample_rate`` (default: keep
-    the files' rate), and written to ``<out_root>/clean/pair-<stem>.wav`` and
-    ``<out_root>/processed/<effect_id>/pair-<stem>.wav``. ``stem`` defaults to the clean
-    file's stem without a trailing ``_clean``.
+    When the clean file is a fxdist re-amp signal (its sidecar JSON beside it, see
+    ``fxdist.data.reamp``), the latency and polarity come from the calibration blips' onsets,
+    the clock drift from the start and end calibrations (corrected by resampling when within
+    ``max_drift_ppm``, refused beyond), and the recording is cut into its ``train`` and
+    ``validation`` sections, written as two tracks (``pair-<stem>-train``, ``-validation``)
+    whose splits are recorded. Otherwise the latency is estimated by correlation near the
+    first and the last loud part (waveforms, then onset envelopes); the pair is refused
+    (DataError naming both files and the numbers, and what to pass) when: the sample rates
+    differ; a file is NaN/undecodable/silent; the estimate is ambiguous or the two
+    estimates disagree (``--latency``/``--no-drift-check``); the latency is negative (files
+    swapped?) or beyond ``max_latency_ms``; or the lengths disagree by more than
+    ``length_tolerance_ms``. ``latency`` skips the estimation. ``split`` puts every track of
+    the pair in that split. Outputs: ``<out_root>/clean/<track>.wav`` and
+    ``<out_root>/processed/<effect_id>/<track>.wav``, resampled to ``sample_rate`` (default:
+    the files' rate). ``stem`` defaults to the clean file's stem without a trailing ``_clean``.
     """
+    from fxdist.data.reamp import read_sidecar
+
     clean_path, processed_path, out_root = Path(clean_path), Path(processed_path), Path(out_root)
     if not _EFFECT_ID.fullmatch(effect_id):
         raise ConfigError(f"effect_id {effect_id!r} must match [a-z0-9_-]+")
+    if split is not None and split not in SPLIT_NAMES:
+        raise ConfigError(f"split {split!r} is not one of {', '.join(SPLIT_NAMES)}")
     track = f"pair-{sanitize_stem(stem if stem is not None else pair_stem(clean_path))}"
     names = f"{clean_path} / {processed_path}"
 
     clean, sr = read_audio(clean_path)
     processed, sr_p = read_audio(processed_path)
     if sr != sr_p:
-        raise DataError(f"{clean_path}: sample rate {sr} Hz but {processed_path} has {sr_p} Hz")
+        raise DataError(f"{clean_path}: sample rate {sr} Hz but {processed_path} has {sr_p} Hz; resample the recording to the clean file's rate (the re-amp signal is played at its own rate)")
     clean = to_mono(clean, clean_path, downmix)[0]
     processed = to_mono(processed, processed_path, downmix)[0]
     check_not_silent(clean, clean_path)
     check_not_silent(processed, processed_path)
-
     max_lag = int(round(max_latency_ms * sr / 1000))
+    meta = read_sidecar(clean_path, clean)
+
+    if meta is not None:
+        found, processed = _calibrated(clean, processed, meta, sr, names, max_lag, max_latency_ms, latency,
+                                       drift_check, max_drift_ppm)
+    elif latency is not None:
+        found = _Alignment(latency, float(latency), "given", 1, float("nan"), latency, float("nan"))
+    else:
+        found = _correlated(clean, processed, sr, names, max_lag, max_latency_ms, min_correlation, drift_tolerance,
+                            drift_check)
+
+    lag = found.lag
+    excess = len(processed) - lag - len(clean)
+    tolerance = int(round(length_tolerance_ms * sr / 1000))
+    if abs(excess) > tolerance and not (meta is not None and excess > 0):
+        raise DataError(
+            f"{names}: lengths {len(clean)} and {len(processed)} samples disagree by {excess} samples "
+            f"({1000 * excess / sr:.1f} ms) after removing latency {lag}; tolerance {tolerance} "
+            f"samples ({length_tolerance_ms} ms): a recording cut short, or of another take?"
+        )
+    clean_al, processed_al = align(clean, processed, lag)
+    out_sr = sr if sample_rate is None else sample_rate
+    if meta is None:
+        pieces = [(track, 0, len(clean_al), split)]
+    else:
+        offset = max(0, -lag)  # align() dropped this many clean samples
+        pieces = [(f"{track}-{sec['kind']}", sec["start"] - offset, sec["end"] - offset, split or sec["kind"])
+                  for sec in meta["sections"] if sec["kind"] in ("train", "validation")]
+    reports = []
+    for name, lo, hi, chosen in pieces:
+        lo, hi = max(0, lo), min(len(clean_al), hi)
+        if hi - lo <= 0:
+            raise DataError(f"{names}: section {name} lies outside the aligned recording (cut short?)")
+        c = resample(clean_al[None, lo:hi], sr, out_sr)
+        q = resample(processed_al[None, lo:hi], sr, out_sr)
+        clean_out = out_root / "clean" / f"{name}.wav"
+        processed_out = out_root / "processed" / effect_id / f"{name}.wav"
+        write_audio(processed_out, q, out_sr)
+        write_audio(clean_out, c, out_sr)
+        reports.append(ImportReport(
+            track_id=name, effect_id=effect_id, clean_source=clean_path, processed_source=processed_path,
+            clean_out=clean_out, processed_out=processed_out, source_sample_rate=sr, sample_rate=out_sr,
+            latency_samples=lag, latency_ms=1000 * lag / sr, latency_subsample=found.subsample,
+            correlation=found.correlation, latency_end_samples=found.lag_end, correlation_end=found.correlation_end,
+            clean_length=len(clean), processed_length=len(processed), length=c.shape[-1], method=found.method,
+            polarity=found.polarity, drift_ppm=found.drift_ppm, drift_corrected=found.drift_corrected, split=chosen,
+        ))
+    record_splits(out_root, {r.track_id: r.split for r in reports})
+    return reports
+
+
+def _calibrated(clean, processed, meta, sr, names, max_lag, max_ms, latency, drift_check, max_drift_ppm):
+    """Latency, polarity and drift from a re-amp signal's calibration blips -> (_Alignment, processed)."""
+    from fxdist.data.align import blip_onsets, calibration_drift, correct_drift
+
+    cfg = meta.get("config", {})
+    lead = int(round(float(cfg.get("lead_seconds", 1.0)) * sr))
+    starts, ends = meta["blips"]["calibration-start"], meta["blips"]["calibration-end"]
+    sign = int(meta.get("blip_sign", 1))
+    start = blip_onsets(processed, starts, max_lag, sr, lead, sign)
+    if start is None and latency is None:
+        raise DataError(
+            f"{names}: no response to the calibration blips at the start (samples {starts[0]}..{starts[-1]}, searched "
+            f"+-{max_ms} ms): is the processed file a recording of this re-amp signal, at a level above the noise? "
+            "Raise --max-latency-ms if the device's latency is larger, or pass --latency SAMPLES if you know it"
+        )
+    end = blip_onsets(processed, ends, max_lag, sr, lead, sign)
+    distance = ends[0] - starts[0]
+    ppm, corrected = 0.0, False
+    if drift_check and start is not None:
+        if end is None:
+            raise DataError(
+                f"{names}: no response to the calibration blips at the end (samples {ends[0]}..{ends[-1]}; the "
+                f"recording has {len(processed)} samples): was it stopped early? Record the whole signal, or pass "
+                "--no-drift-check to use the start calibration alone"
+            )
+        section = next(sec for sec in meta["sections"] if sec["name"] == "calibration-start")
+        lo = max(0, starts[0] + start.latency - int(0.01 * sr))
+        max_shift = int(max_drift_ppm * 2e-6 * distance) + abs(end.latency - start.latency) + 8
+        drift = calibration_drift(processed, lo, section["end"] - starts[0], distance, max_shift)
+        spread = _spread(start) + _spread(end)  # a modulated device's own wander between blips
+        if abs(drift) > max(0.5, spread):
+            ppm = drift / distance * 1e6
+            if abs(ppm) > max_drift_ppm:
+                raise DataError(
+                    f"{names}: latency {start.latency} samples at the start calibration but {end.latency} at the end, "
+                    f"{distance} samples later: clock drift of {ppm:+.1f} ppm, beyond {max_drift_ppm} ppm. Record "
+                    "with playback and recording on one clock (one interface), or pass --no-drift-check"
+                )
+            processed = correct_drift(processed, ppm).astype(np.float32)
+            corrected = True
+            start = blip_onsets(processed, starts, max_lag, sr, lead, sign) or start
+            end = blip_onsets(processed, ends, max_lag, sr, lead, sign) or end
+    lag = latency if latency is not None else start.latency
+    polarity = start.polarity if start is not None else 1
+    return _Alignment(
+        lag=lag, subsample=float(lag if latency is not None else start.subsample),
+        method="given" if latency is not None else "calibration", polarity=polarity,
+        correlation=float(polarity), lag_end=end.latency if end is not None else lag,
+        correlation_end=float(end.polarity if end is not None else polarity), drift_ppm=ppm, drift_corrected=corrected,
+    ), processed
+
+
+def _spread(onsets) -> float:
+    usable = [o for o in onsets.onsets if o is not None]
+    return float(max(usable) - min(usable)) if usable else 0.0
+
+
+def _correlated(clean, processed, sr, names, max_lag, max_ms, min_correlation, drift_tolerance, drift_check):
+    """Latency by waveform correlation, then by onset envelopes, at the start and the end -> _Alignment."""
+    from fxdist.data.align import find_latency_envelope
+
     span = min(DEFAULT_SPAN, len(clean) // 4)
     if span < 256:
         raise DataError(f"{names}: too short to align ({len(clean)} samples at {sr} Hz; need >= 1024)")
     # search far wider than allowed, so a too-large latency is seen and refused rather than
     # aliased onto a spurious in-range peak (sustained notes correlate with themselves)
     search = max(2 * max_lag + 1, int(SEARCH_SECONDS * sr))
-    start = find_latency(clean, processed, search, span, energetic_offset(clean, span))
-    _check_estimate(start, "start", names, min_correlation, max_lag, max_latency_ms, sr)
-    end = find_latency(clean, processed, search, span, energetic_offset(clean, span, from_end=True))
-    if abs(end.correlation) < min_correlation or abs(end.lag - start.lag) > drift_tolerance:
+    at = {"start": energetic_offset(clean, span), "end": energetic_offset(clean, span, from_end=True)}
+    wave = {k: find_latency(clean, processed, search, span, o) for k, o in at.items()}
+    env = {k: find_latency_envelope(clean, processed, search, sr, span, o) for k, o in at.items()}
+    strong = {k: abs(w.correlation) >= min_correlation for k, w in wave.items()}
+    env_tol = max(drift_tolerance, int(0.001 * sr))
+    agree_w = abs(wave["end"].lag - wave["start"].lag) <= drift_tolerance
+    agree_e = abs(env["end"].lag - env["start"].lag) <= env_tol
+    env_ok = {k: e.correlation >= ENVELOPE_MIN_CORRELATION or _follows(clean, processed, e, sr) for k, e in env.items()}
+
+    if strong["start"] and (strong["end"] and agree_w or not drift_check):
+        est, method = wave["start"], "correlation"
+    elif env_ok["start"] and (env_ok["end"] and agree_e or not drift_check):
+        est, method = _refine(clean, processed, env["start"], env_tol, min_correlation), "envelope"
+    else:
+        found = "; ".join(
+            f"near the {k} (offset {wave[k].offset}): waveform lag {wave[k].lag} (correlation {wave[k].correlation:.3f}), "
+            f"onset-envelope lag {env[k].lag} (correlation {env[k].correlation:.3f})" for k in at)
+        if not (strong["start"] or strong["end"] or env_ok["start"] or env_ok["end"]):
+            raise DataError(
+                f"{names}: the recording does not line up with the clean file anywhere: {found}. Unrelated audio, "
+                "or the wrong pair? If you know the latency, pass --latency SAMPLES"
+            )
+        guess = wave["start"].lag if strong["start"] else env["start"].lag
         raise DataError(
-            f"{names}: latency {start.lag} samples near the start (offset {start.offset}, correlation "
-            f"{start.correlation:.3f}) but {end.lag} samples near the end (offset {end.offset}, correlation "
-            f"{end.correlation:.3f}); more than {drift_tolerance} samples apart: clock drift or mismatched recording"
+            f"{names}: alignment ambiguous: {found}. The estimates disagree (a modulated or time-varying effect, "
+            f"or clock drift). Pass --latency SAMPLES if you know the latency (the start suggests {guess}), or "
+            "--no-drift-check to accept the start's estimate; re-amping with `fxdist data reamp`'s signal "
+            "measures latency and drift from its calibration instead"
         )
-
-    lag = start.lag
-    excess = len(processed) - lag - len(clean)
-    tolerance = int(round(length_tolerance_ms * sr / 1000))
-    if abs(excess) > tolerance:
+    if est.lag < 0:
         raise DataError(
-            f"{names}: lengths {len(clean)} and {len(processed)} samples disagree by {excess} samples "
-            f"({1000 * excess / sr:.1f} ms) after removing latency {lag}; tolerance {tolerance} "
-            f"samples ({length_tolerance_ms} ms)"
+            f"{names}: the processed file leads the clean one by {-est.lag} samples ({-1000 * est.lag / sr:.1f} ms; "
+            f"correlation {est.correlation:.3f}, {method}): files swapped? Pass them as clean then processed, or "
+            "pass --latency SAMPLES if the device really outputs early"
         )
-    clean_al, processed_al = align(clean, processed, lag)
-    out_sr = sr if sample_rate is None else sample_rate
-    clean_al = resample(clean_al[None], sr, out_sr)
-    processed_al = resample(processed_al[None], sr, out_sr)
-
-    clean_out = out_root / "clean" / f"{track}.wav"
-    processed_out = out_root / "processed" / effect_id / f"{track}.wav"
-    write_audio(processed_out, processed_al, out_sr)
-    write_audio(clean_out, clean_al, out_sr)
-    return ImportReport(
-        track_id=track,
-        effect_id=effect_id,
-        clean_source=clean_path,
-        processed_source=processed_path,
-        clean_out=clean_out,
-        processed_out=processed_out,
-        source_sample_rate=sr,
-        sample_rate=out_sr,
-        latency_samples=lag,
-        latency_ms=1000 * lag / sr,
-        latency_subsample=start.subsample_lag,
-        correlation=start.correlation,
-        latency_end_samples=end.lag,
-        correlation_end=end.correlation,
-        clean_length=len(clean),
-        processed_length=len(processed),
-        length=clean_al.shape[-1],
-    )
-
-
-def _check_estimate(
-    est: LatencyEstimate, where: str, names: str, min_correlation: float, max_lag: int, max_ms: float, sr: int
-) -> None:
-    if abs(est.correlation) < min_correlation:
+    if est.lag > max_lag or est.at_edge:
         raise DataError(
-            f"{names}: correlation peak {est.correlation:.3f} at lag {est.lag} near the {where} "
-            f"(offset {est.offset}, {est.span} samples) is below {min_correlation}: alignment "
-            f"ambiguous (wrong pair, or latency beyond {max_ms} ms?)"
+            f"{names}: latency {est.lag} samples ({1000 * est.lag / sr:.1f} ms) exceeds max {max_ms} ms ({max_lag} "
+            "samples); raise --max-latency-ms if the device is that slow"
         )
-    if abs(est.lag) > max_lag or est.at_edge:
-        raise DataError(
-            f"{names}: latency {est.lag} samples ({1000 * est.lag / sr:.1f} ms) exceeds max "
-            f"{max_ms} ms ({max_lag} samples)"
-        )
+    end = wave["end"] if method == "correlation" else env["end"]
+    return _Alignment(est.lag, est.subsample_lag, method, -1 if est.correlation < 0 else 1, est.correlation,
+                      end.lag, end.correlation)
 
 
-def align(clean: np.ndarray, processed: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shift processed (M,) by ``lag`` (positive = late) against clean (N,); cut both to their
-    common length L. Returns (clean[a : a + L], processed[b : b + L])."""
-    a, b = max(0, -lag), max(0, lag)
-    n = min(len(clean) - a, len(processed) - b)
-    if n <= 0:
-        raise DataError(f"no overlap between clean ({len(clean)}) and processed ({len(processed)}) at lag {lag}")
-    return clean[a : a + n], processed[b : b + n]
+def _follows(clean, processed, est: LatencyEstimate, sr: int) -> bool:
+    """The processed span at the estimated lag keeps the clean span's notes and rests (frame levels)."""
+    from fxdist.data.align import level_similarity
+
+    lo = est.offset + est.lag
+    if lo < 0 or lo + est.span > len(processed):
+        return False
+    return level_similarity(clean[est.offset : est.offset + est.span], processed[lo : lo + est.span], sr) >= LEVELS_MIN_SIMILARITY
+
+
+def _refine(clean, processed, coarse: LatencyEstimate, window: int, min_correlation: float) -> LatencyEstimate:
+    """The waveform peak within +-``window`` of an envelope estimate, when it stands out; else the envelope's."""
+    shifted = np.concatenate([np.zeros(max(0, -coarse.lag)), processed[max(0, coarse.lag):]])
+    fine = find_latency(clean, shifted, window, coarse.span, coarse.offset)
+    if abs(fine.correlation) >= 0.5 * min_correlation and not fine.at_edge:
+        return LatencyEstimate(coarse.lag + fine.lag, fine.correlation, coarse.lag + fine.subsample_lag,
+                               coarse.offset, coarse.span, coarse.at_edge)
+    return coarse
+
+
+def record_splits(root: str | Path, splits: dict[str, str | None]) -> None:
+    """Merge chosen splits (track id -> split) into ``<root>/splits.json``; None removes a choice."""
+    import json
+
+    from fxdist.fsutil import write_text_atomic
+
+    path = Path(root) / SPLITS_FILE
+    current = read_splits(root)
+    for track, chosen in splits.items():
+        if chosen is None:
+            current.pop(track, None)
+        else:
+            current[track] = chosen
+    if current or path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(dict(sorted(current.items())), indent=1))
+
+
+def read_splits(root: str | Path) -> dict[str, str]:
+    """The chosen splits of a dataset root (track id -> train/validation/test), {} when none."""
+    import json
+
+    path = Path(root) / SPLITS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); fix or delete it (splits then follow hash order)") from exc
+    bad = {k: v for k, v in data.items() if v not in SPLIT_NAMES} if isinstance(data, dict) else data
+    if not isinstance(data, dict) or bad:
+        raise DataError(f"{path}: must map track ids to one of {', '.join(SPLIT_NAMES)}; bad entries: {bad}")
+    return data
 
 
 def pair_stem(path: Path) -> str:
@@ -473,7 +556,7 @@ def import_pairs(
         if name.lower() in seen:
             raise DataError(f"{clean_path}: pair id 'pair-{name}' clashes with {seen[name.lower()]}")
         seen[name.lower()] = clean_path
-    return [import_pair(c, p, out_root, **kwargs) for c, p in listed]
+    return [report for c, p in listed for report in import_pair(c, p, out_root, **kwargs)]
 
 
 __all__ = [
