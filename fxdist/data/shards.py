@@ -367,7 +367,12 @@ def write_shards(
     fs, root = open_root(dest)
     parent, name = posixpath.split(root.rstrip("/"))
     stage = posixpath.join(parent, f".{name}.writing-{os.getpid()}-{os.urandom(4).hex()}")
-    fs.create_dir(stage, recursive=True)
+    try:
+        fs.create_dir(stage, recursive=True)
+    except OSError as exc:
+        blocked = "errno 20]" in str(exc) or getattr(exc, "errno", None) == 20
+        why = "a part of the path is a file, not a folder: choose another --dest" if blocked else str(exc)
+        raise ShardError(f"{os.fspath(dest)}: cannot create the shard set there ({why})") from exc
     try:
         splits = _write_splits(fs, stage, by_id, lengths, sr, effect_id, cfg, chosen)
         manifest = Manifest(
