@@ -76,6 +76,23 @@ def predict(model, clean: np.ndarray, block: int = 65536, device: torch.device |
     return process_array(model, np.asarray(clean)[None, :], block, device)[0]
 
 
+def check_output(out_path: str | Path, subtype: str, block_size: int) -> None:
+    """Refuse a block size, output format or sample format that cannot be written, before any work."""
+    import soundfile as sf
+
+    from fxdist.audio import _format_for
+
+    if block_size <= 0:
+        raise ConfigError(f"block size must be a positive number of samples, got {block_size}")
+    fmt = _format_for(Path(out_path))
+    subtypes = sf.available_subtypes(fmt)
+    if subtype not in subtypes:
+        raise ConfigError(
+            f"{out_path}: sample format {subtype!r} is not one {fmt} files hold; choose one of "
+            f"{', '.join(t for t in ('FLOAT', 'PCM_24', 'PCM_16', 'DOUBLE', 'PCM_32') if t in subtypes) or ', '.join(subtypes)}"
+        )
+
+
 def process_file(
     model_path: str | Path,
     in_path: str | Path,
@@ -87,13 +104,15 @@ def process_file(
     """Read ``in_path``, run the model, write ``out_path`` atomically at the input's rate."""
     import time
 
+    check_output(out_path, subtype, block_size)
     model, ckpt = load_model(model_path)
     audio, sr = read_audio(in_path)
     if sr != ckpt.sample_rate:
         if not allow_resample:
             raise DataError(
                 f"{in_path}: sample rate {sr} Hz differs from the model's {ckpt.sample_rate} Hz "
-                f"({model_path}); resample the file or allow resampling"
+                f"({model_path}); pass --resample to resample it to the model's rate and back, or resample the "
+                "file yourself"
             )
         audio = resample(audio, sr, ckpt.sample_rate)
     started = time.perf_counter()

@@ -79,6 +79,61 @@ def _dataset(tmp: Path) -> None:
 UNDER_A_FILE = r"afile\S*: .*\(a part of the path is a file, not a folder: choose another path\)"
 
 
+_TINY_SHARDS: list[Path] = []  # the session's tiny shard set, set by the test before a case's setup
+
+
+def _manifest_edit(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    """A copy of the tiny shard set at ``{tmp}/set`` whose manifest ``change`` edits."""
+    def make(tmp: Path) -> None:
+        import json
+        import shutil
+
+        shutil.copytree(_TINY_SHARDS[0], tmp / "set")
+        data = json.loads((tmp / "set" / "manifest.json").read_text())
+        change(data)
+        (tmp / "set" / "manifest.json").write_text(json.dumps(data))
+    return make
+
+
+def _set(key, value):
+    def change(data):
+        data[key] = value
+    return change
+
+
+def _first_shard_path(value):
+    def change(data):
+        data["splits"]["train"]["shards"][0]["path"] = value
+    return change
+
+
+def _swapped_pair(tmp: Path) -> None:
+    rng = np.random.default_rng(4)
+    x = (np.convolve(rng.standard_normal(32000), np.ones(8) / 8, mode="same") * 0.3).astype(np.float32)
+    (tmp / "swap" / "clean").mkdir(parents=True)
+    (tmp / "swap" / "processed").mkdir()
+    sf.write(str(tmp / "swap" / "clean" / "a.wav"), np.concatenate([np.zeros(300, np.float32), x]), 16000)
+    sf.write(str(tmp / "swap" / "processed" / "a.wav"), np.concatenate([x, np.zeros(300, np.float32)]), 16000)
+
+
+def _unrelated_pair(tmp: Path) -> None:
+    rng = np.random.default_rng(5)
+    (tmp / "noise" / "clean").mkdir(parents=True)
+    (tmp / "noise" / "processed").mkdir()
+    t = np.arange(32000) / 16000
+    sf.write(str(tmp / "noise" / "clean" / "a.wav"), (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    sf.write(str(tmp / "noise" / "processed" / "a.wav"), (0.1 * rng.standard_normal(32000)).astype(np.float32), 16000)
+
+
+def _misaligned_root(tmp: Path) -> None:
+    t = np.arange(32000) / 16000
+    x = (0.5 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 1.5 * t) > 0)).astype(np.float32)
+    (tmp / "mis" / "clean").mkdir(parents=True)
+    (tmp / "mis" / "processed" / "fx").mkdir(parents=True)
+    sf.write(str(tmp / "mis" / "clean" / "a.wav"), x, 16000)
+    sf.write(str(tmp / "mis" / "processed" / "fx" / "a.wav"), np.concatenate([np.zeros(800, np.float32), x])[:32000], 16000)
+
+
 def _copy_run(tmp: Path, run: Path) -> None:
     import shutil
 
@@ -139,6 +194,57 @@ CASES = [
     Case("export-under-a-file", ["export", "{run}/best.pt", "--format", "onnx", "-o", "{tmp}/afile/m.onnx"], UNDER_A_FILE, setup=_dataset),
     Case("evaluate-under-a-file", ["evaluate", "{run}/best.pt", "--data", "{shards}", "--out", "{tmp}/afile/report"], UNDER_A_FILE,
          setup=_dataset),
+    # -- running a model over a file
+    Case("process-block-zero", ["process", "{run}/best.pt", "{wav}", "{tmp}/out.wav", "--block", "0"],
+         r"block size must be a positive number of samples, got 0", no_output=["{tmp}/out.wav"]),
+    Case("process-unknown-subtype", ["process", "{run}/best.pt", "{wav}", "{tmp}/out.wav", "--subtype", "PCM_99"],
+         r"out.wav: sample format 'PCM_99' is not one WAV files hold; choose one of FLOAT, PCM_24", no_output=["{tmp}/out.wav"]),
+    Case("process-mp3-output", ["process", "{run}/best.pt", "{wav}", "{tmp}/out.mp3"],
+         r"out.mp3: cannot write audio with suffix '.mp3'; use one of .wav", no_output=["{tmp}/out.mp3"]),
+    Case("process-other-rate", ["process", "{run}/best.pt", "{tmp}/hi.wav", "{tmp}/out.wav"],
+         r"hi.wav: sample rate 48000 Hz differs from the model's 16000 Hz .*pass --resample",
+         setup=_write("hi.wav", _wav_bytes(sample_rate=48000)), no_output=["{tmp}/out.wav"]),
+    # -- export
+    Case("export-onnx-named-wav", ["export", "{run}/best.pt", "--format", "onnx", "-o", "{tmp}/model.wav"],
+         r"model.wav: a onnx export is written as .onnx, not .wav; name it model.onnx", no_output=["{tmp}/model.wav"]),
+    Case("export-ir-of-an-lstm", ["export", "{run}/best.pt", "--format", "ir", "-o", "{tmp}/m.wav"],
+         r"cannot export .* as ir: an impulse response holds a linear time-invariant effect", no_output=["{tmp}/m.wav"]),
+    # -- shard sets
+    Case("train-manifest-rate-is-text", ["train", TINY, "--shards", "{tmp}/set", "--out", "{tmp}/r"],
+         r"manifest.json: sample_rate is 'fast', expected a positive whole number", setup=_manifest_edit(_set("sample_rate", "fast")),
+         no_output=["{tmp}/r"]),
+    Case("verify-shard-outside-the-set", ["data", "verify", "{tmp}/set"],
+         r"shard path '../outside.parquet' of split 'train' is not inside the set's train/ folder",
+         setup=_manifest_edit(_first_shard_path("../outside.parquet"))),
+    Case("verify-absolute-shard-path", ["data", "verify", "{tmp}/set"], r"shard path '/etc/passwd' of split 'train' is not inside",
+         setup=_manifest_edit(_first_shard_path("/etc/passwd"))),
+    Case("verify-no-splits", ["data", "verify", "{tmp}/set"], r"the manifest lists no rows in any split \(splits: none\)",
+         setup=_manifest_edit(_set("splits", {}))),
+    Case("verify-not-a-set", ["data", "verify", "{tmp}"], r"no manifest at .*: incomplete or not a shard set"),
+    Case("shard-misaligned-strict", ["data", "shard", "{tmp}/mis", "--effect", "fx", "--strict"],
+         r"1 pair\(s\) do not line up sample-aligned \(--strict\):.*800 samples \(50.0 ms\) later", setup=_misaligned_root,
+         no_output=["{tmp}/mis/shards"]),
+    Case("shard-missing-effect", ["data", "shard", "{tmp}/root", "--effect", "nope"], r"processed/nope: folder missing",
+         setup=_dataset, no_output=["{tmp}/root/shards"]),
+    # -- import and the re-amp signal
+    Case("import-swapped-files", ["data", "import", "{tmp}/swap", "{tmp}/out"], r"leads the clean one by 300 samples .*files swapped\?",
+         setup=_swapped_pair, no_output=["{tmp}/out"]),
+    Case("import-unrelated-audio", ["data", "import", "{tmp}/noise", "{tmp}/out"],
+         r"does not line up with the clean file anywhere: .*Unrelated audio, or the wrong pair\?", setup=_unrelated_pair,
+         no_output=["{tmp}/out"]),
+    Case("import-missing-folder", ["data", "import", "{tmp}/none", "{tmp}/out"], r"none: not a folder of recorded pairs",
+         no_output=["{tmp}/out"]),
+    Case("reamp-over-a-file", ["data", "reamp", "{tmp}/afile.wav", "--seconds", "4"],
+         r"afile.wav: exists \(a recording may have been made from it\); pass --overwrite", setup=_write("afile.wav", "keep me")),
+    Case("reamp-not-wav", ["data", "reamp", "{tmp}/sig.flac", "--seconds", "4"], r"sig.flac: the re-amp signal is written as WAV",
+         no_output=["{tmp}/sig.flac"]),
+    # -- other commands
+    Case("generate-config-missing", ["data", "generate", "{tmp}/root2", "--config", "{tmp}/gen.yaml"], r"gen.yaml: cannot read config file",
+         no_output=["{tmp}/root2"]),
+    Case("train-unknown-model", ["train", TINY, "--shards", "{shards}", "--out", "{tmp}/r", "--set", "model=lstm-huge"],
+         r"model 'lstm-huge': no preset or file .*presets: .*lstm-tiny", no_output=["{tmp}/r"]),
+    Case("evaluate-missing-data", ["evaluate", "{run}/best.pt", "--data", "{tmp}/nodata", "--out", "{tmp}/rep"], r"nodata",
+         no_output=["{tmp}/rep"]),
 ]
 
 
@@ -156,6 +262,7 @@ def _fill(text: str, tmp: Path, run: Path, shards: Path, wav: Path) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_clear_line(case: Case, tmp_path, finished_run, tiny_shards, capfd):
+    _TINY_SHARDS[:] = [tiny_shards]
     wav = tmp_path / "in.wav"
     wav.write_bytes(_wav_bytes())
     if case.setup == "copy-run":
@@ -187,5 +294,6 @@ def test_bad_input_is_one_clear_line(case: Case, tmp_path, finished_run, tiny_sh
 def test_case_ids_are_unique_and_counted(capsys):
     ids = [c.id for c in CASES]
     assert len(set(ids)) == len(ids), sorted({i for i in ids if ids.count(i) > 1})
+    assert len(ids) >= 40
     with capsys.disabled():
         print(f"\nbad-input cases through the CLI: {len(CASES)}")

@@ -140,10 +140,45 @@ def read_manifest(dest: str | os.PathLike) -> Manifest:
         manifest = Manifest(**data, splits=splits, uri=os.fspath(dest))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ShardError(f"{path}: malformed manifest ({exc})") from exc
+    _check_types(manifest, path)
     for name, split in manifest.splits.items():
         for shard in split.shards:
             check_shard_path(shard.path, name, path)
     return manifest
+
+
+def _check_types(m: Manifest, path: str) -> None:
+    """Every number a reader sizes buffers or windows by is a positive int (a hand-edited manifest
+    may hold ``"sample_rate": "fast"``)."""
+    def bad(where: str, value, want: str) -> ShardError:
+        return ShardError(f"{path}: {where} is {value!r}, expected {want}; write the set again with `fxdist data shard`")
+
+    def positive_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    for key in ("sample_rate", "row_samples"):
+        if not positive_int(getattr(m, key)):
+            raise bad(key, getattr(m, key), "a positive whole number")
+    if not isinstance(m.shard_config, dict) or not positive_int(m.shard_config.get("rows_per_group")):
+        raise bad("shard_config.rows_per_group", m.shard_config.get("rows_per_group") if isinstance(m.shard_config, dict)
+                  else m.shard_config, "a positive whole number")
+    if not isinstance(m.effect_id, str):
+        raise bad("effect_id", m.effect_id, "a string")
+    for name, split in m.splits.items():
+        if name not in SPLITS:
+            raise bad(f"split name {name!r}", name, f"one of {', '.join(SPLITS)}")
+        if not (isinstance(split.tracks, list) and isinstance(split.track_samples, list)
+                and len(split.tracks) == len(split.track_samples)
+                and all(isinstance(t, str) for t in split.tracks) and all(positive_int(n) for n in split.track_samples)):
+            raise bad(f"splits.{name}.tracks/track_samples", (split.tracks, split.track_samples)[1][:5],
+                      "a list of track ids and one positive length each")
+        if not (isinstance(split.rows, int) and split.rows >= 0):
+            raise bad(f"splits.{name}.rows", split.rows, "a whole number >= 0")
+        for shard in split.shards:
+            for key in ("rows", "row_groups", "bytes", "first_row"):
+                value = getattr(shard, key)
+                if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+                    raise bad(f"splits.{name}.shards[{shard.path!r}].{key}", value, "a whole number >= 0")
 
 
 def check_shard_path(rel: str, split: str, manifest_path: str) -> None:

@@ -358,7 +358,7 @@ def write_shards(
     sr, lengths = check_headers(pairs, sample_rate)
     problems = alignment_problems(pairs, sr)
     if problems and strict:
-        raise DataError(f"{len(problems)} pair(s) do not line up sample-aligned (--strict):\n" + "\n".join(problems))
+        raise DataError(f"{len(problems)} pair(s) do not line up sample-aligned (--strict): " + "; ".join(problems))
     for line in problems:
         if log is not None:
             log(line)

@@ -33,7 +33,7 @@ from fxdist.export.torchscript import load_torchscript, torchscript_metadata, to
 from fxdist.models.base import EffectModel
 
 __all__ = [
-    "FORMATS", "NAM_GEAR_TYPES", "NAM_TONE_TYPES", "NAM_VERSIONS", "ONNX_OPSET", "REFERENCE_RMS_DB", "SUFFIXES",
+    "FORMATS", "check_suffix", "NAM_GEAR_TYPES", "NAM_TONE_TYPES", "NAM_VERSIONS", "ONNX_OPSET", "REFERENCE_RMS_DB", "SUFFIXES",
     "ExportError", "ExportMetadata", "ExportReport", "check_format", "export_checkpoint", "export_model",
     "export_support", "family_formats", "format_table", "ir_forward", "load_torchscript", "measure_loudness",
     "nam_dict", "nam_forward", "offline_output", "one_thread", "onnx_initial_state", "onnx_session", "read_back",
@@ -57,6 +57,7 @@ def export_checkpoint(
     """Load a checkpoint, fill metadata (checkpoint + measured loudness), write and verify ``out``."""
     from fxdist.checkpoint import load_model
 
+    check_suffix(fmt, out)
     model, ckpt = load_model(checkpoint)
     check_format(model, fmt)
     effect = ckpt.metadata.get("effect_id") if isinstance(ckpt.metadata, dict) else None
@@ -70,6 +71,18 @@ def export_checkpoint(
     return export_model(model, fmt, out, meta, nam_version=nam_version)
 
 
+def check_suffix(fmt: str, out: str | Path) -> None:
+    """Refuse an output name whose suffix says another format (an ONNX file named .wav)."""
+    if fmt not in SUFFIXES:
+        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+    out = Path(out)
+    if out.suffix.lower() != SUFFIXES[fmt]:
+        raise ExportError(
+            f"{out}: a {fmt} export is written as {SUFFIXES[fmt]}, not {out.suffix or 'a name without suffix'}; "
+            f"name it {out.with_suffix(SUFFIXES[fmt]).name}"
+        )
+
+
 def export_model(
     model: EffectModel,
     fmt: str,
@@ -80,6 +93,7 @@ def export_model(
 ) -> ExportReport:
     """Write ``model`` as ``fmt`` to ``out`` atomically, then read it back and compare outputs."""
     check_format(model, fmt)
+    check_suffix(fmt, out)
     model = model.eval()
     out = Path(out)
     notes = _write(model, fmt, out, meta, nam_version)
