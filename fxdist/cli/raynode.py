@@ -63,6 +63,7 @@ def _wait(args) -> int:
 
     rdv = Path(args.rendezvous)
     address = ray_node.read_head(rdv, args.timeout)
+    ray_node.use_token(rdv)
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     try:
         ray_node.wait_for_nodes(args.nodes, args.timeout, rdv)

@@ -5,8 +5,16 @@ Used by ``fxdist.slurm.submit.SweepJob`` (one submitit task per node) and by ``f
 filesystem, one per (job, restart), so a requeued job never reads the previous run's
 address::
 
+    <experiment>/slurm/<job id>/ray-<restart>/ray-token   this run's Ray token, mode 0600, written by the head
     <experiment>/slurm/<job id>/ray-<restart>/head.json   written by the head once it listens
     <experiment>/slurm/<job id>/ray-<restart>/done        written by the driver when it is finished
+
+Ray listens on the cluster network here, so it runs with token authentication
+(``RAY_AUTH_MODE=token``): the head draws a random token per job run and every node and the
+driver read it from ``ray-token`` (``RAY_AUTH_TOKEN_PATH``); a client without it is refused.
+The dashboard is off. Ray's daemons start with SIGUSR2 ignored (inherited across exec):
+SLURM sends that warning signal before a time limit or preemption to every process of the
+step, and only submitit's handler in the task should act on it.
 
 Two jobs may share nodes (``--cpus-per-task`` below a node's size), so nothing here uses a
 fixed port: every port Ray opens on a node is picked free on that node, and worker
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -35,6 +44,9 @@ from fxdist.fsutil import write_text_atomic
 
 HEAD_FILE = "head.json"
 DONE_FILE = "done"
+TOKEN_FILE = "ray-token"
+# Signals SLURM sends the whole step as a warning (submitit's --signal=USR2@N); Ray's daemons ignore them.
+WARNING_SIGNALS = (signal.SIGUSR2,)
 WORKER_PORTS = 200  # ports per job for Ray's worker processes
 _WORKER_PORT_BASE = 20000
 _WORKER_PORT_SLOTS = 150  # 20000-49999
@@ -77,6 +89,50 @@ def rendezvous_dir(experiment: str | Path, job_id: str, restart: int | str) -> P
     return Path(experiment) / "slurm" / str(job_id) / f"ray-{restart}"
 
 
+def write_token(rdv: Path) -> Path:
+    """Draw this job run's Ray token (256 random bits) into ``rdv/ray-token``, readable only by
+    the user (0600); written beside and renamed, so a reader never sees half a token."""
+    rdv.mkdir(parents=True, exist_ok=True)
+    path = Path(rdv).absolute() / TOKEN_FILE
+    tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, secrets.token_hex(32).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path
+
+
+def auth_env(rdv: Path) -> dict[str, str]:
+    """The environment that makes Ray (``ray start``, ``ray.init``) use this job run's token.
+
+    Refuses a token file that others may read or write: the token is the whole door."""
+    path = Path(rdv).absolute() / TOKEN_FILE
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ClusterError(f"{path}: no Ray token ({exc.strerror}); the head writes it before head.json") from exc
+    if mode & 0o077:
+        raise ClusterError(f"{path}: Ray token is mode {mode & 0o777:o}, readable by others; it must be 600")
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
+
+
+def use_token(rdv: Path) -> None:
+    """Point this process's Ray client at the job run's token (before ``ray.init``)."""
+    os.environ.update(auth_env(rdv))
+    os.environ.pop("RAY_AUTH_TOKEN", None)  # it would take precedence over the file
+    if "ray._raylet" in sys.modules:
+        # Ray reads RAY_AUTH_MODE into its config when it is imported and caches the token once
+        # loaded (Ray 2.58): reread both, as Ray's own auth tests do.
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
 def temp_dir_for(job_id: str, restart: int | str) -> str:
     """Ray's temp dir on this node for this (job, restart): short, node-local, never reused."""
     return f"/tmp/fxdist-ray-{job_id}-{restart}-{socket.gethostname()}"
@@ -87,7 +143,7 @@ def start_args(*, head: bool, ip: str, job_id: str, num_cpus: int, num_gpus: int
     """The ``ray start`` command line for one node of the job (every port picked free on ``ip``)."""
     lo, hi = worker_port_range(job_id)
     args = [
-        sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats",
+        *_ignoring_warning_signals(), sys.executable, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats",
         f"--node-ip-address={ip}", f"--num-cpus={num_cpus}", f"--num-gpus={num_gpus}", f"--temp-dir={temp_dir}",
         f"--node-manager-port={free_port(ip)}", f"--object-manager-port={free_port(ip)}",
         f"--dashboard-agent-listen-port={free_port(ip)}", f"--dashboard-agent-grpc-port={free_port(ip)}",
@@ -101,6 +157,21 @@ def start_args(*, head: bool, ip: str, job_id: str, num_cpus: int, num_gpus: int
             raise ValueError("a worker needs the head's address")
         args.append(f"--address={address}")
     return args
+
+
+# Run as ``python -c _EXEC_IGNORING <signal numbers> -- <command>``: ignore the signals, exec the command.
+_EXEC_IGNORING = (
+    "import os, signal, sys\n"
+    "sep = sys.argv.index('--')\n"
+    "for n in sys.argv[1:sep]: signal.signal(int(n), signal.SIG_IGN)\n"
+    "os.execv(sys.argv[sep + 1], sys.argv[sep + 1:])\n"
+)
+
+
+def _ignoring_warning_signals() -> list[str]:
+    """A prefix that starts a command with ``WARNING_SIGNALS`` ignored; the disposition is
+    inherited across fork and exec by every process it starts (raylet, GCS, Ray workers)."""
+    return [sys.executable, "-c", _EXEC_IGNORING, *(str(int(s)) for s in WARNING_SIGNALS), "--"]
 
 
 @dataclass
@@ -144,9 +215,10 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+def _spawn(args: list[str], log_path: Path, rdv: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **auth_env(rdv)}
+    env.pop("RAY_AUTH_TOKEN", None)
     with open(log_path, "ab") as log:
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
@@ -174,13 +246,14 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 def start_head(rdv: Path, *, job_id: str, restart: int | str, num_cpus: int, num_gpus: int = 0,
                timeout: float = 120.0) -> RayNode:
-    """Start this job's Ray head on this node and publish its address in ``rdv/head.json``."""
+    """Start this job's Ray head on this node, with a fresh token, and publish its address in ``rdv/head.json``."""
     ip = node_ip()
+    write_token(rdv)
     temp_dir = temp_dir_for(job_id, restart)
     args = start_args(head=True, ip=ip, job_id=job_id, num_cpus=num_cpus, num_gpus=num_gpus, temp_dir=temp_dir)
     port = int(next(a for a in args if a.startswith("--port=")).split("=", 1)[1])
     log_path = rdv / f"ray-start-{socket.gethostname()}.log"
-    proc = _spawn(args, log_path)
+    proc = _spawn(args, log_path, rdv)
     node = RayNode(proc, f"{ip}:{port}", temp_dir, log_path)
     try:
         _wait_listening(ip, port, proc, timeout, log_path)
@@ -213,7 +286,7 @@ def start_worker(rdv: Path, *, job_id: str, restart: int | str, num_cpus: int, n
     temp_dir = temp_dir_for(job_id, restart)
     args = start_args(head=False, ip=ip, job_id=job_id, num_cpus=num_cpus, num_gpus=num_gpus, temp_dir=temp_dir, address=address)
     log_path = rdv / f"ray-start-{socket.gethostname()}.log"
-    node = RayNode(_spawn(args, log_path), address, temp_dir, log_path)
+    node = RayNode(_spawn(args, log_path, rdv), address, temp_dir, log_path)
     print(f"fxdist: Ray worker on {socket.gethostname()} ({ip}) joining {address}", flush=True)
     return node
 

@@ -207,6 +207,7 @@ class SweepJob(_checkpointable()):
         from fxdist.tune import has_experiment, resume, sweep
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray_node.use_token(rdv)
         ray.init(address=head.address, log_to_driver=True)
         try:
             node_ips = ray_node.wait_for_nodes(self.nodes, self.join_timeout, rdv)
