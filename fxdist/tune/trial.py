@@ -89,6 +89,8 @@ def _driver_main(config: dict[str, Any], setup: dict[str, Any]) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from fxdist.tune.loopback import torch_config
+
     ctx = ray.tune.get_context()
     trial_id = ctx.get_trial_id()
     try:
@@ -105,6 +107,7 @@ def _driver_main(config: dict[str, Any], setup: dict[str, Any]) -> None:
     trainer = ray.train.torch.TorchTrainer(
         _worker_main,
         train_loop_config={"config": config, "setup": setup, "trial_id": trial_id},
+        torch_config=torch_config(),
         scaling_config=ray.train.ScalingConfig(
             num_workers=res["workers"], use_gpu=bool(res["gpus_per_worker"]), resources_per_worker=per_worker
         ),

@@ -20,7 +20,7 @@ from fxdist.checkpoint import load_checkpoint, load_model
 from fxdist.errors import ClusterError
 from fxdist.tune import STATE_BACKUP_DIR, ResourcesConfig, best, check_resources, resume, status, sweep
 from fxdist.tune.results import _latest_checkpoint
-from tests.tune.sweeps import REPO, read_json, results, starts, tiny
+from tests.tune.sweeps import REPO, read_json, results, starts, tiny, write_sweep
 
 
 # -- a whole sweep ---------------------------------------------------------------------------
@@ -203,16 +203,19 @@ def listening(pids) -> dict[str, set]:
 
 
 @pytest.mark.slow
-def test_local_sweep_listens_on_loopback_only(tiny_shards, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_sweep_listens_on_loopback_only(tiny_shards, tmp_path, workers):
     """`fxdist sweep` with its own local Ray: every socket its process tree listens on
-    (driver, GCS, raylet, agents, trial workers) is on loopback, polled while trials run."""
+    (driver, GCS, raylet, agents, trial workers, with 2 workers their torch rendezvous
+    store) is on loopback, polled while trials run."""
     import psutil
 
+    changes = {} if workers == 1 else {"space": {"optim.lr": {"grid": [0.003]}}, "resources": {"workers": 2, "cpus_per_worker": 1}}
+    sweep_yaml = write_sweep(tmp_path, tiny_shards, **changes)
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     with open(tmp_path / "sweep.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fxdist", "sweep", str(REPO / "configs/sweep/tiny.yaml"), "--shards", str(tiny_shards),
-             "--storage", str(tmp_path / "sweeps"), "--num-cpus", "2"],
+            [sys.executable, "-m", "fxdist", "sweep", str(sweep_yaml), "--storage", str(tmp_path / "sweeps"), "--num-cpus", "2"],
             env=env, cwd=tmp_path, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
         )
         seen: dict[str, set] = {}
@@ -234,6 +237,8 @@ def test_local_sweep_listens_on_loopback_only(tiny_shards, tmp_path):
     assert proc.returncode == 0, (tmp_path / "sweep.log").read_text()[-3000:]
     assert {"gcs_server", "raylet"} <= set(seen), seen
     assert any(name.startswith("ray::") and name != "ray::IDLE" for name in seen), seen  # a trial ran while polled
+    if workers == 2:
+        assert any(name.startswith("ray::RayTrainWorker") for name in seen), seen
     exposed = {name: sorted(a for a in addrs if a[0] not in LOOPBACK) for name, addrs in seen.items()}
     assert not any(exposed.values()), f"listening beyond loopback: {exposed}"
 
