@@ -40,6 +40,7 @@ TABLE = HERE / "effects.yaml"
 EFFECTS_DIR = HERE / "effects"
 QUICK_EFFECTS = ("caps_ampvts_cab", "caps_compress", "cmt_fbdelay")
 QUICK_SECONDS = 3.0
+QUICK_REAMP_SECONDS = 4.0  # the shortest re-amp signal: calibrations at both ends, 4 s of content
 QUICK_TEST = (("clean_guitar", "chords"), ("electric_bass", "lead"))
 TIMEOUT_S = 300
 MIN_ESR = 1e-4  # below this the effect is a plain gain on the check audio: the plugin does nothing
@@ -198,12 +199,12 @@ def read_mono(path: Path) -> tuple[np.ndarray, int]:
     return audio.mean(axis=1), sr
 
 
-def reamp_signal(out: Path) -> Path | None:
-    """Write the re-amp signal with ``fxdist data reamp`` when fxdist has that command, else None."""
-    probe = subprocess.run([sys.executable, "-m", "fxdist", "data", "reamp", "--help"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return None
-    proc = subprocess.run([sys.executable, "-m", "fxdist", "data", "reamp", str(out)], capture_output=True, text=True)
+def reamp_signal(out: Path, seconds: float | None = None) -> Path:
+    """Write the re-amp signal (and its section map ``out.json``) with ``fxdist data reamp``."""
+    args = [sys.executable, "-m", "fxdist", "data", "reamp", str(out), "--overwrite"]
+    if seconds is not None:
+        args += ["--seconds", str(seconds)]
+    proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"render.py: fxdist data reamp {out} failed:\n{proc.stderr[-2000:]}")
     return out
@@ -246,12 +247,16 @@ def run_suite(args, ladspa_path: str, effects: list[Effect]) -> int:
     out = Path(args.out)
     seconds = QUICK_SECONDS if args.quick else args.seconds
     pieces = {"val": material.VALIDATION, "test": QUICK_TEST if args.quick else material.TEST}
-    train_src = Path(args.train_input) if args.train_input else reamp_signal(out / "reamp_signal.wav")
-    if train_src is None:
-        raise SystemExit("render.py: give the training input with --train-input PATH (a 48 kHz WAV, e.g. the "
-                         "re-amp signal); this fxdist has no `fxdist data reamp` to write one")
+    out.mkdir(parents=True, exist_ok=True)
+    if args.train_input:
+        train_src, cut = Path(args.train_input), QUICK_SECONDS if args.quick else None
+    else:  # the re-amp signal, whole: its calibrations are at both ends
+        train_src, cut = reamp_signal(out / "reamp_signal.wav", QUICK_REAMP_SECONDS if args.quick else None), None
     mat = out / "material"
-    train_seconds = prepare_train(train_src, mat / "train" / "reamp.wav", QUICK_SECONDS if args.quick else None)
+    train_seconds = prepare_train(train_src, mat / "train" / "reamp.wav", cut)
+    sidecar = train_src.with_suffix(".json")
+    if sidecar.is_file() and cut is None:
+        shutil.copyfile(sidecar, mat / "train" / "reamp.json")
     render_material(mat, pieces, seconds)
 
     rows = []
@@ -264,6 +269,8 @@ def run_suite(args, ladspa_path: str, effects: list[Effect]) -> int:
             (base / "clean").mkdir(parents=True)
             for wav in sorted((mat / split).glob("*.wav")):
                 _link(wav, base / "clean" / wav.name)
+                if wav.with_suffix(".json").is_file():  # the re-amp signal's section map travels with it
+                    _link(wav.with_suffix(".json"), base / "clean" / wav.with_suffix(".json").name)
             fxdist_render(effect_file, base / "clean", base / "processed")
         secs, peak, esr = pooled_stats(out / e.name / "test" / "clean", out / e.name / "test" / "processed")
         rows.append({"effect": e.name, "kind": e.kind, "plugin": e.plugin, "package": e.package,
@@ -321,9 +328,9 @@ def run_check(ladspa_path: str, effects: list[Effect]) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", nargs="?", help="output folder")
-    p.add_argument("--train-input", help="training input WAV, 48 kHz (default: `fxdist data reamp` when it exists)")
+    p.add_argument("--train-input", help="training input WAV, 48 kHz (default: the re-amp signal of `fxdist data reamp`)")
     p.add_argument("--quick", action="store_true", help=f"{len(QUICK_EFFECTS)} effects, {QUICK_SECONDS:g} s pieces, "
-                                                        f"{len(QUICK_TEST)} test pieces, training input cut to {QUICK_SECONDS:g} s")
+                                                        f"{len(QUICK_TEST)} test pieces, a {QUICK_REAMP_SECONDS:g} s re-amp signal")
     p.add_argument("--effects", help="comma-separated effect names (default: all, or the quick three)")
     p.add_argument("--seconds", type=float, default=8.0, help="length of each GM piece in s (default 8)")
     p.add_argument("--check", action="store_true", help="render 1 s through each effect twice and report")

@@ -239,9 +239,14 @@ def blip_onsets(
         settle = window[k : k + max(2, int(0.002 * sample_rate))]
         sign = 1 if settle[int(np.argmax(np.abs(settle)))] >= 0 else -1
         found.append((k - max_lag, k - max_lag - 1 + float(frac), sign, 4 * floor <= ONSET_FRACTION * peak))
-    usable = [f for f in found if f is not None]
-    if not usable:
+    if found[0] is None:
         return None
+    # The first blip follows silence; later ones may follow an echo or a tail of the one before
+    # (a delay longer than the blip spacing puts its repeat inside the next blip's window), so
+    # they count only where they agree with the first (a modulated device wanders a little).
+    wander = max(2, int(0.002 * sample_rate))
+    found = [f if f is None or abs(f[0] - found[0][0]) <= wander else None for f in found]
+    usable = [f for f in found if f is not None]
     clean_ones = [f for f in usable if f[3]]  # threshold set by the peak alone: comparable across blips
     usable = clean_ones or usable
     lat = sorted(f[0] for f in usable)[len(usable) // 2]

@@ -18,6 +18,7 @@ negative peak, which is accepted and reported as a negative correlation.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ import soundfile as sf
 
 from fxdist.audio import AUDIO_SUFFIXES, check_finite, check_not_silent, read_audio, resample, to_mono
 from fxdist.audio import write_audio
-from fxdist.data.align import DEFAULT_SPAN, LatencyEstimate, align, energetic_offset, find_latency  # noqa: F401
+from fxdist.data.align import DEFAULT_SPAN, LatencyEstimate, align, correct_drift, energetic_offset, find_latency  # noqa: F401
 from fxdist.errors import ConfigError, DataError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -274,7 +275,12 @@ def import_pair(
         found = _Alignment(latency, float(latency), "given", 1, float("nan"), latency, float("nan"))
     else:
         found = _correlated(clean, processed, sr, names, max_lag, max_latency_ms, min_correlation, drift_tolerance,
-                            drift_check)
+                            drift_check, max_drift_ppm)
+        if found.drift_corrected:
+            processed = correct_drift(processed, found.drift_ppm).astype(np.float32)
+            again = find_latency(clean, processed, max(2 * max_lag + 1, int(SEARCH_SECONDS * sr)),
+                                 min(DEFAULT_SPAN, len(clean) // 4), energetic_offset(clean, min(DEFAULT_SPAN, len(clean) // 4)))
+            found = dataclasses.replace(found, lag=again.lag, subsample=again.subsample_lag)
 
     lag = found.lag
     excess = len(processed) - lag - len(clean)
@@ -373,7 +379,8 @@ def _spread(onsets) -> float:
     return float(max(usable) - min(usable)) if usable else 0.0
 
 
-def _correlated(clean, processed, sr, names, max_lag, max_ms, min_correlation, drift_tolerance, drift_check):
+def _correlated(clean, processed, sr, names, max_lag, max_ms, min_correlation, drift_tolerance, drift_check,
+                max_drift_ppm=200.0):
     """Latency by waveform correlation, then by onset envelopes, at the start and the end -> _Alignment."""
     from fxdist.data.align import find_latency_envelope
 
@@ -387,11 +394,26 @@ def _correlated(clean, processed, sr, names, max_lag, max_ms, min_correlation, d
     wave = {k: find_latency(clean, processed, search, span, o) for k, o in at.items()}
     env = {k: find_latency_envelope(clean, processed, search, sr, span, o) for k, o in at.items()}
     strong = {k: abs(w.correlation) >= min_correlation for k, w in wave.items()}
-    env_tol = max(drift_tolerance, int(0.001 * sr))
+    env_tol = max(drift_tolerance, int(0.0005 * sr))  # envelopes are smoothed over 1 ms
     agree_w = abs(wave["end"].lag - wave["start"].lag) <= drift_tolerance
     agree_e = abs(env["end"].lag - env["start"].lag) <= env_tol
     env_ok = {k: e.correlation >= ENVELOPE_MIN_CORRELATION or _follows(clean, processed, e, sr) for k, e in env.items()}
 
+    if strong["start"] and strong["end"] and not agree_w and drift_check:
+        distance = wave["end"].offset - wave["start"].offset
+        ppm = (wave["end"].subsample_lag - wave["start"].subsample_lag) / max(1, distance) * 1e6
+        if distance > 0 and abs(ppm) <= max_drift_ppm and wave["start"].correlation * wave["end"].correlation > 0:
+            est = wave["start"]
+            _check_lag(est, "correlation", names, sr, max_lag, max_ms)
+            return _Alignment(est.lag, est.subsample_lag, "correlation", -1 if est.correlation < 0 else 1,
+                              est.correlation, wave["end"].lag, wave["end"].correlation, ppm, True)
+        if distance > 0 and abs(ppm) > max_drift_ppm:
+            raise DataError(
+                f"{names}: latency {wave['start'].lag} samples near the start (offset {wave['start'].offset}, correlation "
+                f"{wave['start'].correlation:.3f}) but {wave['end'].lag} near the end (offset {wave['end'].offset}, "
+                f"correlation {wave['end'].correlation:.3f}): clock drift of {ppm:+.1f} ppm, beyond {max_drift_ppm} ppm, "
+                "or a mismatched recording. Record with playback and recording on one clock, or pass --no-drift-check"
+            )
     if strong["start"] and (strong["end"] and agree_w or not drift_check):
         est, method = wave["start"], "correlation"
     elif env_ok["start"] and (env_ok["end"] and agree_e or not drift_check):
@@ -412,6 +434,13 @@ def _correlated(clean, processed, sr, names, max_lag, max_ms, min_correlation, d
             "--no-drift-check to accept the start's estimate; re-amping with `fxdist data reamp`'s signal "
             "measures latency and drift from its calibration instead"
         )
+    _check_lag(est, method, names, sr, max_lag, max_ms)
+    end = wave["end"] if method == "correlation" else env["end"]
+    return _Alignment(est.lag, est.subsample_lag, method, -1 if est.correlation < 0 else 1, est.correlation,
+                      end.lag, end.correlation)
+
+
+def _check_lag(est: LatencyEstimate, method: str, names: str, sr: int, max_lag: int, max_ms: float) -> None:
     if est.lag < 0:
         raise DataError(
             f"{names}: the processed file leads the clean one by {-est.lag} samples ({-1000 * est.lag / sr:.1f} ms; "
@@ -423,9 +452,6 @@ def _correlated(clean, processed, sr, names, max_lag, max_ms, min_correlation, d
             f"{names}: latency {est.lag} samples ({1000 * est.lag / sr:.1f} ms) exceeds max {max_ms} ms ({max_lag} "
             "samples); raise --max-latency-ms if the device is that slow"
         )
-    end = wave["end"] if method == "correlation" else env["end"]
-    return _Alignment(est.lag, est.subsample_lag, method, -1 if est.correlation < 0 else 1, est.correlation,
-                      end.lag, end.correlation)
 
 
 def _follows(clean, processed, est: LatencyEstimate, sr: int) -> bool:

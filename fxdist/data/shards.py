@@ -142,9 +142,10 @@ def find_pairs(root: str | Path, effect_id: str) -> list[TrackPair]:
     """Pairs ``clean/<id>.wav`` + ``processed/<effect_id>/<id>.wav`` under a dataset root.
 
     A clean track without its processed file, or a processed file without its clean
-    track, raises DataError naming it (no silent skips: a missing render is a bug). The one
-    exception: the clean side of a pair imported for another effect (``pair-<stem>`` with its
-    processed file under another ``processed/<effect>/``), which was never this effect's input.
+    track, raises DataError naming it (no silent skips: a missing render is a bug). Two
+    exceptions, clean tracks that were never this effect's input: for an imported effect (every
+    processed file a ``pair-<stem>`` recording) the other clean tracks; for a rendered one, the
+    clean sides of pairs imported for another effect.
     """
     root = Path(root)
     clean_dir, proc_dir = root / "clean", root / "processed" / effect_id
@@ -153,9 +154,10 @@ def find_pairs(root: str | Path, effect_id: str) -> list[TrackPair]:
             raise DataError(f"{folder}: folder missing (dataset root {root}, effect {effect_id!r})")
     clean = {p.stem: p for p in clean_dir.glob("*.wav") if not p.name.startswith(".")}  # skip temp files
     proc = {p.stem: p for p in proc_dir.glob("*.wav") if not p.name.startswith(".")}
+    recorded = bool(proc) and all(t.startswith("pair-") for t in proc)  # an imported effect: recorded pairs only
     for track in sorted(set(clean) - set(proc)):
-        if _recorded_for_another_effect(root, track, effect_id):
-            del clean[track]  # a pair imported for another effect: its clean track is not this effect's input
+        if recorded or _recorded_for_another_effect(root, track, effect_id):
+            del clean[track]  # not this effect's input: other material, or another device's recording
     if missing := sorted(set(clean) - set(proc)):
         raise DataError(
             f"{clean[missing[0]]}: no processed file {proc_dir / (missing[0] + '.wav')} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pedalboard as pb
 import pytest
+from scipy.signal import fftconvolve
 
 from fxdist.data.align import (
     blip_onsets,
@@ -30,7 +31,7 @@ def _room(x):
     rng = np.random.default_rng(0)
     n = int(1.5 * SR)
     ir = rng.standard_normal(n) * np.exp(-np.arange(n) / (0.3 * SR))
-    return (0.05 * np.convolve(x, ir)[: len(x)]).astype(np.float32)
+    return (0.05 * fftconvolve(x, ir)[: len(x)]).astype(np.float32)
 
 
 EFFECTS = {

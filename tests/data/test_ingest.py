@@ -238,10 +238,21 @@ def test_import_refuses_latency_beyond_max(tmp_path, clean, lag):
 def test_import_refuses_clock_drift(tmp_path, clean):
     drifted = resample_poly(clean, 2001, 2000)  # playback and recording clocks 500 ppm apart
     c, p = _pair(tmp_path, clean, _delayed(drifted, LAG)[: len(clean) + LAG])
-    with pytest.raises(DataError, match=r"near the start .*waveform lag 1[34]\d .*near the end .*waveform lag 15\d.*"
-                                         r"Pass --latency SAMPLES .*the start suggests 1[34]\d.*--no-drift-check"):
+    with pytest.raises(DataError, match=r"latency 1[34]\d samples near the start .* but 15\d near the end .*clock drift of "
+                                         r"\+[45]\d\d\.\d ppm, beyond 200.0 ppm.*--no-drift-check"):
         import_pair(c, p, tmp_path / "data")
     assert not (tmp_path / "data").exists()
+
+
+def test_import_measures_and_corrects_a_small_drift_without_calibration(tmp_path, clean):
+    from fxdist.data.align import correct_drift
+
+    long = np.concatenate([clean] * 8)  # 32 s: 20 ppm is 5 samples over it
+    drifted = correct_drift(np.tanh(3 * long), -20.0)
+    c, p = _pair(tmp_path, long, _delayed(drifted, LAG)[: len(long) + LAG])
+    [r] = import_pair(c, p, tmp_path / "data")
+    assert r.method == "correlation" and r.drift_corrected and r.latency_samples == LAG
+    assert r.drift_ppm == pytest.approx(20.0, abs=5.0)
 
 
 def test_import_refuses_unrelated_and_silent_targets(tmp_path, clean):

@@ -325,3 +325,5 @@ def test_pairs_imported_for_another_effect_are_left_out(dataset, tmp_path):
     (root / "clean" / "synth-extra.wav").write_bytes((root / "clean" / "pair-take.wav").read_bytes())
     with pytest.raises(DataError, match=r"synth-extra.wav: no processed file"):  # a missing render is still an error
         write_shards(root, tmp_path / "s2", EFFECT, ShardConfig(**SMALL))
+    mine = write_shards(root, tmp_path / "s3", "my_pedal", ShardConfig(**SMALL))  # the recording's own set
+    assert [t for s in mine.splits.values() for t in s.tracks] == ["pair-take"]
