@@ -46,7 +46,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from fxdist.tune import load_sweep_config, sweep
+from fxdist.tune import init_local_ray, load_sweep_config, sweep
 
 
 def kill_first_attempt_at(step: int):
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("training (in-process train())", train_s, f"{args.steps} steps, {plain.samples_per_second:.3g} samples/s"))
 
         tic = time.perf_counter()
-        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+        init_local_ray(args.cpus, log_to_driver=False)
         ray_start_s = time.perf_counter() - tic
         rows.append(("Ray start", ray_start_s, f"local, {args.cpus} CPUs"))
 

@@ -7,7 +7,8 @@ sweep, ``status`` lists its trials, ``best`` copies the best trials' ``best.pt``
 Modules: ``config`` (the sweep YAML and search space), ``trial`` (one trial: the trainable,
 Ray Train driver/worker, restore), ``state`` (keeping Tune's driver state restorable),
 ``results`` (status, best), ``trust`` (refusing folders others could write before Ray
-unpickles them), ``run`` (sweep, resume, the loopback-only local Ray).
+unpickles them), ``run`` (sweep, resume, the loopback-only local Ray), ``loopback`` (a
+multi-worker trial's torch rendezvous store on loopback).
 """
 
 from fxdist.storage import check_storage
