@@ -92,8 +92,8 @@ def rendezvous_dir(experiment: str | Path, job_id: str, restart: int | str) -> P
 def write_token(rdv: Path) -> Path:
     """Draw this job run's Ray token (256 random bits) into ``rdv/ray-token``, readable only by
     the user (0600); written beside and renamed, so a reader never sees half a token."""
-    rdv.mkdir(parents=True, exist_ok=True)
     path = Path(rdv).absolute() / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
