@@ -174,3 +174,23 @@ def check_storage(storage: str) -> str:
     if isinstance(fs, pafs.LocalFileSystem):
         return path
     return storage.rstrip("/")
+
+
+def swap_in(fs: pafs.FileSystem, stage: str, root: str, keep_from_old=lambda name: False,
+            error: type[FxdistError] = FxdistError) -> None:
+    """Put the complete folder ``stage`` in place of ``root``. Entries of the old ``root`` for which
+    ``keep_from_old(name)`` holds move into the new one first; the old folder goes last, so a
+    failure before the final move leaves it whole."""
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        fs.move(stage, root)
+        return
+    if info.type != pafs.FileType.Directory:
+        raise error(f"{root}: exists and is not a folder; choose another destination")
+    for entry in fs.get_file_info(pafs.FileSelector(root)):
+        if keep_from_old(entry.base_name):
+            fs.move(entry.path, posixpath.join(stage, entry.base_name))
+    old = f"{stage}.old"
+    fs.move(root, old)  # between these two moves a reader finds no folder, never a mixed one
+    fs.move(stage, root)
+    fs.delete_dir(old)

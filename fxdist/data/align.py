@@ -278,6 +278,46 @@ def correct_drift(processed: np.ndarray, ppm: float) -> np.ndarray:
     return soxr.resample(np.asarray(processed, dtype=np.float64), rate * (1 + ppm * 1e-6), rate, quality="VHQ")
 
 
+ALIGN_SECONDS = 30.0  # of each pair, read for the alignment check
+MISALIGNED_MS = 2.5  # a best lag this far from 0 is a recording's latency, not an effect's group delay
+UNRELATED_LEVELS = 0.3  # frame levels this unlike belong to different audio
+
+
+def alignment_problems(pairs, sr: int, max_lag_ms: float = 100.0, min_correlation: float = 0.3) -> list[str]:
+    """Pairs (objects with ``clean`` and ``processed`` paths) that are not sample-aligned renders of
+    each other: one line each with the numbers.
+
+    Reads the first ``ALIGN_SECONDS`` of each pair. A pair whose waveforms correlate best at
+    ``MISALIGNED_MS`` or more from lag 0 was recorded with latency; a pair whose frame levels do
+    not follow each other (``level_similarity`` below ``UNRELATED_LEVELS``) and whose waveforms
+    do not correlate is unrelated audio. Filters' group delays, reverbs, choruses and pitch
+    shifters keep the notes in place and pass.
+    """
+    import soundfile as sf
+
+    max_lag = int(max_lag_ms * sr / 1000)
+    out = []
+    for p in pairs:
+        frames = min(sf.info(str(p.clean)).frames, int(ALIGN_SECONDS * sr))
+        if frames < 4 * max_lag:
+            continue
+        c = sf.read(str(p.clean), frames=frames, dtype="float64", always_2d=True)[0].mean(axis=1)
+        q = sf.read(str(p.processed), frames=frames, dtype="float64", always_2d=True)[0].mean(axis=1)
+        if not (np.any(c) and np.any(q) and np.isfinite(c).all() and np.isfinite(q).all()):
+            continue  # silence and NaN are refused with their own message when the pair is read
+        n = min(int(1.5 * sr), frames - 2 * max_lag)
+        wave = find_latency(c, q, max_lag, n, energetic_offset(c, n))
+        related = abs(wave.correlation) >= min_correlation
+        if related and abs(wave.lag) * 1000 >= MISALIGNED_MS * sr:
+            out.append(f"{p.processed}: lines up with {p.clean.name} {wave.lag} samples ({1000 * wave.lag / sr:.1f} ms) "
+                       f"later (correlation {wave.correlation:.3f}), not at 0: a recording with latency? Import "
+                       "recordings with `fxdist data import`, which measures and removes it")
+        elif not related and (levels := level_similarity(c, q, sr)) < UNRELATED_LEVELS:
+            out.append(f"{p.processed}: does not follow {p.clean.name} (waveform correlation {wave.correlation:.3f} at "
+                       f"lag {wave.lag}, frame levels correlate {levels:.2f}): unrelated audio, or the wrong pair?")
+    return out
+
+
 def align(clean: np.ndarray, processed: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
     """Shift processed (M,) by ``lag`` (positive = late) against clean (N,); cut both to their
     common length L. Returns (clean[a : a + L], processed[b : b + L])."""
@@ -289,6 +329,6 @@ def align(clean: np.ndarray, processed: np.ndarray, lag: int) -> tuple[np.ndarra
 
 
 __all__ = [
-    "BlipOnsets", "DEFAULT_SPAN", "LatencyEstimate", "align", "blip_onsets", "calibration_drift", "correct_drift",
+    "BlipOnsets", "DEFAULT_SPAN", "alignment_problems", "LatencyEstimate", "align", "blip_onsets", "calibration_drift", "correct_drift",
     "energetic_offset", "find_latency", "find_latency_envelope", "level_similarity", "onset_envelope",
 ]

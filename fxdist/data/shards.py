@@ -348,6 +348,7 @@ def write_shards(
     or refused with ``strict``. The new set is written beside ``dest`` and swapped in once
     complete, so a failure or an interrupt leaves the old set as it was.
     """
+    from fxdist.data.align import alignment_problems
     from fxdist.data.ingest import read_splits
 
     cfg = cfg or ShardConfig()
@@ -390,7 +391,7 @@ def write_shards(
             uri=os.fspath(dest),
         )
         storage.write_atomic(fs, posixpath.join(stage, MANIFEST), manifest.to_json().encode())
-        _swap_in(fs, stage, root)
+        storage.swap_in(fs, stage, root, keep_from_old=lambda name: name not in (*SPLITS, MANIFEST), error=ShardError)
     except BaseException:
         if fs.get_file_info(stage).type == pafs.FileType.Directory:
             fs.delete_dir(stage)
@@ -427,63 +428,6 @@ def _write_splits(fs, root: str, by_id: dict[str, TrackPair], lengths: dict[str,
         samples = [lengths[t] for t in ids]
         splits[split] = SplitInfo(list(ids), samples, first_row, round(sum(samples) / sr, 6), shards)
     return splits
-
-
-def _swap_in(fs, stage: str, root: str) -> None:
-    """Put the complete set at ``stage`` in place of ``root``; entries of ``root`` that are not part
-    of a shard set (anything but the split folders and the manifest) move into the new set first."""
-    info = fs.get_file_info(root)
-    if info.type == pafs.FileType.NotFound:
-        fs.move(stage, root)
-        return
-    if info.type != pafs.FileType.Directory:
-        raise ShardError(f"{root}: exists and is not a folder; choose another --dest")
-    for entry in fs.get_file_info(pafs.FileSelector(root)):
-        if entry.base_name not in (*SPLITS, MANIFEST):
-            fs.move(entry.path, posixpath.join(stage, entry.base_name))
-    old = f"{stage}.old"
-    fs.move(root, old)  # between these two moves a reader finds no set, never a mixed one
-    fs.move(stage, root)
-    fs.delete_dir(old)
-
-
-ALIGN_SECONDS = 30.0  # of each pair, read for the alignment check
-MISALIGNED_MS = 2.5  # a best lag this far from 0 is a recording's latency, not an effect's group delay
-UNRELATED_LEVELS = 0.3  # frame levels this unlike belong to different audio
-
-
-def alignment_problems(pairs: list[TrackPair], sr: int, max_lag_ms: float = 100.0, min_correlation: float = 0.3) -> list[str]:
-    """Pairs that are not sample-aligned renders of each other: one line each with the numbers.
-
-    Reads the first ``ALIGN_SECONDS`` of each pair. A pair whose waveforms correlate best at
-    ``MISALIGNED_MS`` or more from lag 0 was recorded with latency; a pair whose frame levels do
-    not follow each other (``level_similarity`` below ``UNRELATED_LEVELS``) and whose waveforms
-    do not correlate is unrelated audio. Filters' group delays, reverbs, choruses and pitch
-    shifters keep the notes in place and pass.
-    """
-    from fxdist.data.align import energetic_offset, find_latency, level_similarity
-
-    max_lag = int(max_lag_ms * sr / 1000)
-    out = []
-    for p in pairs:
-        frames = min(sf.info(str(p.clean)).frames, int(ALIGN_SECONDS * sr))
-        if frames < 4 * max_lag:
-            continue
-        c = sf.read(str(p.clean), frames=frames, dtype="float64", always_2d=True)[0].mean(axis=1)
-        q = sf.read(str(p.processed), frames=frames, dtype="float64", always_2d=True)[0].mean(axis=1)
-        if not (np.any(c) and np.any(q) and np.isfinite(c).all() and np.isfinite(q).all()):
-            continue  # silence and NaN are refused with their own message when the pair is read
-        n = min(int(1.5 * sr), frames - 2 * max_lag)
-        wave = find_latency(c, q, max_lag, n, energetic_offset(c, n))
-        related = abs(wave.correlation) >= min_correlation
-        if related and abs(wave.lag) * 1000 >= MISALIGNED_MS * sr:
-            out.append(f"{p.processed}: lines up with {p.clean.name} {wave.lag} samples ({1000 * wave.lag / sr:.1f} ms) "
-                       f"later (correlation {wave.correlation:.3f}), not at 0: a recording with latency? Import "
-                       "recordings with `fxdist data import`, which measures and removes it")
-        elif not related and (levels := level_similarity(c, q, sr)) < UNRELATED_LEVELS:
-            out.append(f"{p.processed}: does not follow {p.clean.name} (waveform correlation {wave.correlation:.3f} at "
-                       f"lag {wave.lag}, frame levels correlate {levels:.2f}): unrelated audio, or the wrong pair?")
-    return out
 
 
 def rendered_effect_config(path: Path) -> dict | None:

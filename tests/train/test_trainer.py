@@ -19,7 +19,7 @@ from fxdist.train import TrainConfig, Trainer, latency_aligned, train
 
 from tests.datasets import make_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(shards: Path, out: Path, **changes) -> TrainConfig:
