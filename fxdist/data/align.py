@@ -220,11 +220,13 @@ def blip_onsets(
         if lo < 0 or hi > len(y):
             found.append(None)
             continue
-        window = y[lo:hi]
+        # the background just before the search window: noise, an earlier blip's (or the music's)
+        # decaying tail, and any DC offset, which is taken off both
+        background = y[max(0, lo - pre) : lo]
+        offset = float(np.median(background)) if background.size else 0.0
+        window = y[lo:hi] - offset
         peak = float(np.max(np.abs(window)))
-        # the background just before the search window: noise, or an earlier blip's (or the
-        # music's) decaying tail
-        floor = float(np.max(np.abs(y[max(0, lo - pre) : lo]), initial=0.0))
+        floor = float(np.max(np.abs(background - offset), initial=0.0))
         if peak <= 0 or 4 * floor >= peak:
             found.append(None)
             continue
@@ -257,8 +259,8 @@ def blip_onsets(
     return BlipOnsets(lat, sub, polarity, [None if f is None else f[0] for f in found], float(noise_db))
 
 
-def calibration_drift(processed: np.ndarray, start: int, length: int, distance: int, max_shift: int) -> float:
-    """Drift in samples between two identical calibrations ``distance`` apart, found by correlating
+def calibration_drift(processed: np.ndarray, start: int, length: int, distance: int, max_shift: int) -> tuple[float, float]:
+    """(drift in samples, correlation) between two identical calibrations ``distance`` apart, found by correlating
     the processed responses to them (blips and sweep) with each other: sub-sample, whatever the
     device does to the stimulus, as long as it does the same both times.
 
@@ -267,7 +269,7 @@ def calibration_drift(processed: np.ndarray, start: int, length: int, distance: 
     y = np.asarray(processed, dtype=np.float64)
     later = y[distance:] if distance < len(y) else np.zeros(0)
     est = find_latency(y, later, max_shift, length, start)
-    return float(est.subsample_lag)
+    return float(est.subsample_lag), float(est.correlation)
 
 
 def correct_drift(processed: np.ndarray, ppm: float) -> np.ndarray:

@@ -341,17 +341,18 @@ def _calibrated(clean, processed, meta, sr, names, max_lag, max_ms, latency, dri
     distance = ends[0] - starts[0]
     ppm, corrected = 0.0, False
     if drift_check and start is not None:
-        if end is None:
-            raise DataError(
-                f"{names}: no response to the calibration blips at the end (samples {ends[0]}..{ends[-1]}; the "
-                f"recording has {len(processed)} samples): was it stopped early? Record the whole signal, or pass "
-                "--no-drift-check to use the start calibration alone"
-            )
         section = next(sec for sec in meta["sections"] if sec["name"] == "calibration-start")
         lo = max(0, starts[0] + start.latency - int(0.01 * sr))
-        max_shift = int(max_drift_ppm * 2e-6 * distance) + abs(end.latency - start.latency) + 8
-        drift = calibration_drift(processed, lo, section["end"] - starts[0], distance, max_shift)
-        spread = _spread(start) + _spread(end)  # a modulated device's own wander between blips
+        max_shift = int(max_drift_ppm * 2e-6 * distance) + (abs(end.latency - start.latency) if end else 0) + 8
+        drift, similar = calibration_drift(processed, lo, section["end"] - starts[0], distance, max_shift)
+        if end is None and abs(similar) < 0.5:  # the sweeps still compare where the blips do not stand out
+            raise DataError(
+                f"{names}: no response to the calibration blips at the end (samples {ends[0]}..{ends[-1]}; the "
+                f"recording has {len(processed)} samples), and the end calibration does not match the start's "
+                f"(correlation {similar:.2f}): was the recording stopped early? Record the whole signal, or pass "
+                "--no-drift-check to use the start calibration alone"
+            )
+        spread = _spread(start) + (_spread(end) if end else 0.0)  # a modulated device's own wander between blips
         if abs(drift) > max(0.5, spread):
             ppm = drift / distance * 1e6
             if abs(ppm) > max_drift_ppm:
