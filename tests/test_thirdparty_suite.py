@@ -117,3 +117,27 @@ def test_quick_render_writes_import_ready_pairs(tmp_path):
                 assert np.all(np.isfinite(px)) and not np.allclose(cx, px, atol=1e-4)
                 assert np.sqrt(np.mean(px ** 2)) > 1e-3
     assert (out / "material" / "train" / "reamp.wav").is_file()
+
+
+@pytest.mark.slow
+def test_import_finds_added_latency_polarity_and_drift_on_the_quick_suite(tmp_path):
+    """benchmarks/import_accuracy.py --quick: every pair accepted, the added latency found to the
+    sample by both methods, the amp's inversion reported, a 20 ppm drift measured within 2 ppm."""
+    ladspa_path, effects = render.load_table()
+    problems = render.missing_requirements(ladspa_path, [e for e in effects if e.name in render.QUICK_EFFECTS])
+    if problems:
+        pytest.skip("third-party suite cannot render: " + "; ".join(problems))
+    out = tmp_path / "accuracy.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "import_accuracy.py"), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["effect"]: r for r in json.loads(out.read_text())}
+    assert sorted(rows) == sorted(render.QUICK_EFFECTS)
+    for name, r in rows.items():
+        for method in ("calibration", "correlation"):
+            m = r[method]
+            assert not m["refused"], (name, method, m["refused"])
+            assert all(abs(e) <= 1 for e in m["errors"].values()), (name, method, m["errors"])
+            assert m["drift_ppm"] == pytest.approx(20.0, abs=2.0), (name, method)
+    assert rows["caps_ampvts_cab"]["calibration"]["polarity"] == -1
+    assert "calibration: 15/15 pairs accepted, 15/15 within +-1 sample" in proc.stdout
