@@ -67,11 +67,11 @@ def _unpickled_paths(root: str) -> Iterator[str]:
 def _state_folders(root: str) -> Iterator[tuple[str, tuple[str, ...]]]:
     yield root, EXPERIMENT_PICKLES
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if not entry.is_dir(follow_symlinks=False) and not entry.is_symlink():
+        if not entry.is_dir():  # follows links: a linked folder is checked, link and target
             continue
         if entry.name == STATE_BACKUP_DIR:
             yield entry.path, EXPERIMENT_PICKLES
-        elif os.path.isfile(os.path.join(entry.path, "params.json")) or entry.is_symlink():
+        elif entry.is_symlink() or os.path.isfile(os.path.join(entry.path, "params.json")):
             yield entry.path, TRIAL_PICKLES  # a trial folder (or a link posing as one)
 
 

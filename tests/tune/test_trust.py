@@ -99,6 +99,16 @@ def test_a_link_to_someone_elses_file_is_refused(tmp_path):
     (exp / "tuner.pkl").symlink_to(elsewhere)
     with pytest.raises(UntrustedExperiment, match="what the link points at is writable by its group and others"):
         check_trusted(str(exp))
+    (exp / "tuner.pkl").unlink()
+    (exp / "tuner.pkl").write_bytes(b"")
+    (exp / "notes.txt").symlink_to(elsewhere)  # a linked file Ray does not read
+    check_trusted(str(exp))
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    (exp / "abc_00001").symlink_to(shared, target_is_directory=True)
+    with pytest.raises(UntrustedExperiment, match=re.escape(f"{exp / 'abc_00001'}: what the link points at is writable")):
+        check_trusted(str(exp))
 
 
 @pytest.mark.parametrize("command", [["resume"], ["status"], ["best"], ["resume", "--num-cpus", "1"]])
