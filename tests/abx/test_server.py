@@ -1,4 +1,5 @@
-"""The ABX HTTP protocol, run_abx from files, and a whole session in real Chromium.
+"""The ABX HTTP protocol, run_abx from files, a whole session in real Chromium, and answers
+not from the served page (another origin, no session token, a foreign Host) refused.
 
 The browser test drives Debian's chromium through chromedriver's W3C WebDriver HTTP API
 with the standard library only. Headless Chromium has no sound device, so "Play" is
@@ -14,9 +15,11 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -269,3 +272,53 @@ def test_whole_session_in_headless_chromium(tmp_path):
     assert all(a["plays"]["X"] >= 1 and a["seconds"] > 0 for a in res["answers"])
     png = (shots / "abx_mid_session.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+FOREIGN_PAGE = """<!doctype html><html><body><script>
+const [target, trialToken] = [%s, %s];
+const tries = [
+  {mode: "no-cors", headers: {"Content-Type": "text/plain"}},
+  {mode: "cors", headers: {"Content-Type": "application/json", "X-Fxdist-Token": "guess"}},
+];
+Promise.all(tries.map((t) => fetch(target + "answer", {method: "POST", ...t,
+    body: JSON.stringify({token: trialToken, choice: "A", plays: {X: 1}})})
+  .then((r) => r.type + ":" + r.status).catch((e) => "blocked")))
+  .then((outcomes) => { document.body.dataset.outcomes = outcomes.join(","); });
+</script></body></html>"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="chromium/chromedriver not installed (apt-get install chromium chromium-driver)"
+)
+def test_another_site_in_the_same_browser_cannot_answer(tmp_path):
+    """A page of another origin posts answers to the ABX server (even knowing the trial token): refused, nothing recorded."""
+    session = make_session(tmp_path, n_trials=3, control_fraction=0.34)
+    with abx.serve(session) as server:
+        page = (FOREIGN_PAGE % (json.dumps(server.url), json.dumps(session.trials[0].token))).encode()
+
+        class Foreign(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+        foreign = ThreadingHTTPServer(("127.0.0.1", 0), Foreign)
+        threading.Thread(target=foreign.serve_forever, daemon=True).start()
+        driver = WebDriver(tmp_path / "profile")
+        try:
+            driver.get(f"http://localhost:{foreign.server_address[1]}/")
+            driver.wait_for("return document.body.dataset.outcomes !== undefined")
+            outcomes = driver.js("return document.body.dataset.outcomes").split(",")
+        finally:
+            driver.quit()
+            foreign.shutdown()
+            foreign.server_close()
+        assert outcomes[0] == "opaque:0" and outcomes[1] == "blocked", outcomes  # sent, and refused by the server
+        assert session.answers == [] and not session.results_json.exists()
+        assert json.loads(http(server.url + "state")[1])["index"] == 1
