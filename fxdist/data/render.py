@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from fxdist.audio import check_finite, check_not_silent, read_audio, write_audio
@@ -156,15 +157,23 @@ def render_track(chain: Chain, src: Path, dst: Path) -> float:
     output; EffectError when the chain fails or changes the length.
     """
     audio, sr = read_audio(src)
+    try:
+        check_not_silent(audio, src, floor_db=SILENCE_FLOOR_DB)
+    except DataError as exc:
+        raise DataError(f"{exc}: a silent clean track gives the effect nothing to show; remove it from "
+                        f"{src.parent}") from None
     out = chain(audio, sr, label=str(src))
     track = src.stem
     if out.shape[-1] != audio.shape[-1]:
         raise EffectError(f"{src}: effect {chain.name} returned {out.shape[-1]} samples for {audio.shape[-1]}")
     check_finite(out, f"{dst} (effect {chain.name} on track {track})")
-    try:
-        check_not_silent(out, dst, floor_db=SILENCE_FLOOR_DB)
-    except DataError as exc:
-        raise DataError(f"track {track}: silent target from effect {chain.name} ({exc})") from None
+    peak = float(np.max(np.abs(out))) if out.size else 0.0
+    if peak <= 10 ** (SILENCE_FLOOR_DB / 20):
+        level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.1f}"
+        raise DataError(
+            f"{src}: effect {chain.name} turned this track into silence (peak {level} dBFS, floor {SILENCE_FLOOR_DB} "
+            "dBFS); check the effect's settings (a gate, a level, a plugin that failed quietly)"
+        )
     write_audio(dst, out, sr, subtype="FLOAT")
     return audio.shape[-1] / sr
 

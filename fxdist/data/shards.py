@@ -234,10 +234,12 @@ def load_pair(p: TrackPair, sr: int, n: int, cfg: ShardConfig) -> tuple[np.ndarr
         if rate != sr or audio.shape[0] != n:
             raise DataError(f"{path}: decoded {audio.shape[0]} samples at {rate} Hz, header said {n} at {sr} Hz")
         out.append(np.ascontiguousarray(audio, dtype=np.float32))
-    try:
-        check_not_silent(out[1], p.processed, cfg.silence_floor_db)
-    except DataError as exc:
-        raise DataError(f"silent target: {exc} (clean input {p.clean})") from None
+    for audio, path, role in ((out[0], p.clean, "clean track"), (out[1], p.processed, "processed track")):
+        try:
+            check_not_silent(audio, path, cfg.silence_floor_db)
+        except DataError as exc:
+            raise DataError(f"{exc}: a silent {role} teaches nothing; remove the pair {p.track_id} "
+                            f"({p.clean.name} and its processed file)") from None
     return out[0], out[1]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -88,10 +91,18 @@ def test_refuses_to_mix_effect_configs(clean_dir, tmp_path):
 
 def test_silent_target_is_refused(clean_dir, tmp_path):
     mute = {"name": "mute", "chain": [{"builtin": "Gain", "params": {"gain_db": -200}}]}
-    with pytest.raises(DataError, match="silent target") as err:
+    with pytest.raises(DataError, match=r"effect mute turned this track into silence .*check the effect's settings") as err:
         render(clean_dir, Chain.from_config(mute), tmp_path / "mute", workers=1, progress=False)
-    assert TRACKS[0] in str(err.value)
+    named = re.search(r"^(\S+\.wav): ", str(err.value)).group(1)
+    assert Path(named).is_file() and TRACKS[0] in named  # the clean track, a file that exists
     assert outputs(tmp_path / "mute") == []
+
+
+def test_silent_clean_track_is_named_as_the_clean_track(clean_dir, tmp_path):
+    write_audio(clean_dir / "quiet.wav", np.zeros((1, 4000), np.float32), 16000)
+    with pytest.raises(DataError, match=r"quiet.wav: audio is silent .*a silent clean track gives the effect nothing"):
+        render(clean_dir, Chain.from_config({"name": "g", "chain": [{"builtin": "Gain", "params": {"gain_db": 3}}]}),
+               tmp_path / "g", workers=1, progress=False)
 
 
 def test_non_finite_output_is_refused(clean_dir, tmp_path):
@@ -119,7 +130,7 @@ def test_parallel_render_equals_serial_bit_exactly(clean_dir, tmp_path):
 
 def test_parallel_error_reaches_caller(clean_dir, tmp_path):
     mute = {"name": "mute", "chain": [{"builtin": "Gain", "params": {"gain_db": -200}}]}
-    with pytest.raises(DataError, match="silent target"):
+    with pytest.raises(DataError, match="turned this track into silence"):
         render(clean_dir, Chain.from_config(mute), tmp_path / "mute", workers=2, progress=False)
 
 

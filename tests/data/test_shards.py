@@ -203,7 +203,7 @@ def _pair(
         ("rate", r"sample rate 8000 Hz but .*bad\.wav has 16000 Hz"),
         ("track_rate", r"bad\.wav: sample rate 16000 Hz, expected 8000 Hz"),
         ("nan", r"bad\.wav: NaN"),
-        ("silent", r"silent target: .*bad\.wav"),
+        ("silent", r"bad\.wav: audio is silent .*a silent processed track teaches nothing; remove the pair"),
         ("unmatched", r"clean/bad\.wav: no processed file"),
         ("orphan", r"bad\.wav: no clean file"),
         ("stereo", r"bad\.wav: expected mono"),
