@@ -15,7 +15,7 @@ import torch
 from fxdist.train import train
 from tests.datasets import make_dataset
 from tests.evaluate.common import zero_lstm
-from tests.test_train import tiny_config
+from tests.train.test_trainer import tiny_config
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

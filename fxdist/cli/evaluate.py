@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("models", nargs="+", help="checkpoints and/or experiment folders")
     _data_args(p)
     p.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
+    p.add_argument("--trust", action="store_true", help="read experiment folders others can write (see docs/trust.md)")
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("abx", help="blind ABX listening test of a model in the browser",
@@ -92,7 +93,7 @@ def _compare(args) -> int:
     from fxdist.evaluate import compare
 
     report = compare(args.models, args.data, args.out, split=args.split, max_seconds=args.max_seconds,
-                     resample=args.resample, max_tracks=args.max_tracks, device=args.device)
+                     resample=args.resample, max_tracks=args.max_tracks, device=args.device, trust=args.trust)
     width = max(len(r["model"]) for r in report.rows)
     print(f"  {'#':>2}  {'model':<{width}}  {'ESR':>10}  {'do-nothing':>10}  {'ratio':>8}  verdict")
     for r in report.rows:

@@ -16,11 +16,12 @@ def is_tune_experiment(path: str | os.PathLike) -> bool:
     return (Path(path) / "tuner.pkl").is_file()
 
 
-def find_checkpoints(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+def find_checkpoints(source: str | os.PathLike | Sequence[str | os.PathLike], trust: bool = False) -> list[Path]:
     """Checkpoint files named by ``source``: files as given; folders searched for ``**/best.pt``.
 
     A Ray Tune experiment folder gives each trial's best checkpoint, best trial first
-    (``fxdist.tune.best``), rather than every checkpoint it kept.
+    (``fxdist.tune.best``, which refuses a folder others can write unless ``trust``), rather
+    than every checkpoint it kept.
     """
     items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     found: list[Path] = []
@@ -29,7 +30,7 @@ def find_checkpoints(source: str | os.PathLike | Sequence[str | os.PathLike]) ->
         if path.is_dir() and is_tune_experiment(path):
             from fxdist.tune import best
 
-            trials = best(path, top=1_000_000)
+            trials = best(path, top=1_000_000, trust=trust)
             if not trials:
                 raise CheckpointError(f"{path}: no trial of this Ray Tune experiment has a best checkpoint yet")
             found.extend(Path(t.checkpoint) for t in trials)
@@ -47,12 +48,12 @@ def find_checkpoints(source: str | os.PathLike | Sequence[str | os.PathLike]) ->
     return found
 
 
-def best_checkpoint(source: str | os.PathLike) -> Path:
+def best_checkpoint(source: str | os.PathLike, trust: bool = False) -> Path:
     """A checkpoint file as is; for a folder, its ``**/best.pt`` with the lowest stored best val ESR.
 
     For a Ray Tune experiment folder: its best trial's checkpoint (``fxdist.tune.best``).
     """
-    paths = find_checkpoints(source)
+    paths = find_checkpoints(source, trust=trust)
     if is_tune_experiment(source):
         return paths[0]
     if len(paths) == 1:

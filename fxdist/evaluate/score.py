@@ -269,6 +269,7 @@ def compare(
     resample: bool = False,
     max_tracks: int | None = None,
     device: str = "auto",
+    trust: bool = False,
 ) -> CompareReport:
     """Score several checkpoints on the same data: compare.json, a bar chart per key metric, compare.html.
 
@@ -276,7 +277,7 @@ def compare(
     Rows hold the model's label, checkpoint, model family, params, receptive field, stored best
     val ESR and the overall metrics; sorted by ESR, best first.
     """
-    paths = find_checkpoints(models)
+    paths = find_checkpoints(models, trust=trust)
     labels = short_labels(paths)
     dev = pick_device(device)
     native = load_data(data, split, max_seconds, max_tracks)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fxdist.train import train
-from tests.test_train import tiny_config
+from tests.train.test_trainer import tiny_config
 
 
 @pytest.fixture(autouse=True)

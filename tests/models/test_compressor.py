@@ -242,7 +242,7 @@ def test_trainer_fit_then_sequential_steps(tmp_path):
     """fxdist train with fit: true on tiny pedalboard-rendered shards of the compression preset."""
     from fxdist.train import Trainer
     from tests.datasets import make_dataset
-    from tests.test_train import tiny_config
+    from tests.train.test_trainer import tiny_config
 
     shards = make_dataset(tmp_path / "data", effect="compression", tracks=4, seconds=2.0)
     cfg = tiny_config(shards, tmp_path / "run", model={"family": "compressor", "sample_rate": SR}, steps=2,
