@@ -1,6 +1,6 @@
 """Real-time factor of every model preset on ONE CPU core, through fxdist's streaming path and ONNX Runtime.
 
-    python benchmarks/realtime.py [--quick] [--presets wavenet-small lstm-small ...] [--seconds 0.5]
+    python benchmarks/realtime.py [--quick] [--presets wavenet-small lstm-small ...] [--seconds 0.5] [--device cuda]
 
 For each preset (fxdist/presets/model/*.yaml, weights as built) and block size (64, 256, 2048 at
 48 kHz) it streams blocks of noise-like audio for about ``--seconds`` of wall time (best of
@@ -14,6 +14,10 @@ Real-time factor (RTF) = seconds of audio per second of compute; implied MAC/s =
 x 48000 x RTF. Target: the default presets ``wavenet-small`` and ``lstm-small`` at
 >= 10x real time at block 256; PASS/FAIL is printed per path. ``--quick`` (< 1 min) runs only
 those two presets at block 256. Timings on a shared machine vary: the load average is printed.
+
+``--device cuda``: the torch path streams on the GPU (blocks and state there, each block timed
+to a CUDA synchronise); the GPU, driver, torch and CUDA versions are printed above the table.
+ONNX Runtime stays on one CPU core.
 """
 
 from __future__ import annotations
@@ -58,11 +62,17 @@ def time_blocks(step, block: int, seconds: float, rounds: int = 3) -> float:
     return best
 
 
-def torch_rtf(model, block: int, seconds: float) -> float:
-    streamer = Streamer(model, scripted=model.family != "cnn")
-    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 1, block)).astype(np.float32) * 0.1)
+def torch_rtf(model, block: int, seconds: float, device: str = "cpu") -> float:
+    streamer = Streamer(model, scripted=model.family != "cnn", device=device)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 1, block)).astype(np.float32) * 0.1).to(device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+    def step():
+        streamer(x)
+        sync()
+
     with torch.inference_mode():
-        return time_blocks(lambda: streamer(x), block, seconds)
+        return time_blocks(step, block, seconds)
 
 
 def onnx_rtf(path: Path, block: int, seconds: float) -> float:
@@ -84,7 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="*", help="preset names (default: every fxdist/presets/model/*.yaml)")
     parser.add_argument("--blocks", nargs="*", type=int, default=[64, 256, 2048])
     parser.add_argument("--seconds", type=float, default=None, help="wall time per measurement (default 1.5; quick 0.9)")
+    parser.add_argument("--device", default="cpu", help="where the torch path streams: cpu or cuda")
     args = parser.parse_args(argv)
+    if args.device != "cpu":
+        if not torch.cuda.is_available():
+            print(f"--device {args.device}: torch {torch.__version__} finds no CUDA device", file=sys.stderr)
+            return 2
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from gpu_info import device_label
+
+        print(f"torch path on {device_label(args.device)}")
     torch.set_num_threads(1)
     names = args.presets or (list(TARGET_PRESETS) if args.quick else sorted(p.stem for p in PRESETS.glob("*.yaml")))
     blocks = [TARGET_BLOCK] if args.quick else args.blocks
@@ -105,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 onnx_path = Path(tmp) / f"{name}.onnx"
                 write_onnx(model, onnx_path, ExportMetadata(name=name, sample_rate=SR))
             for block in blocks:
-                t = torch_rtf(model, block, seconds)
+                t = torch_rtf(model, block, seconds, args.device)
                 o = onnx_rtf(onnx_path, block, seconds) if onnx_path else None
                 results[(name, block)] = (t, o)
                 ort_cols = f"{o:>9.1f} {macs * SR * o:>11.3g}" if o is not None else f"{'-':>9} {'-':>11}"

@@ -1,7 +1,7 @@
 """Training throughput of every model preset, and whether the data loader keeps up with it.
 
     python benchmarks/train_throughput.py [--quick] [--presets lstm-small wavenet tiny]
-        [--steps 7] [--warmup 2] [--threads 1 all] [--workers 0 2] [--seconds 150] [--keep DIR]
+        [--steps 7] [--warmup 2] [--threads 1 all] [--workers 0 2] [--seconds 150] [--keep DIR] [--device cuda]
 
 Consumption: for each preset (fxdist/presets/model/<family>-<size>.yaml; ``--presets`` filters by
 full name, family or size) a ``fxdist.train.Trainer`` on real shards runs its own training
@@ -34,6 +34,10 @@ workers>0 the workers share the machine's cores with training. Timings on a shar
 are noisy; nothing here asserts on them.
 
 ``--quick``: the tiny presets only, 30 s of audio, a few steps; under a minute.
+
+``--device cuda``: the trainer's step runs on the GPU (bf16 autocast, the trainer's default),
+timed up to a CUDA synchronise; the GPU, driver, torch and CUDA versions are printed beside
+the table. The loader still runs on the CPU.
 """
 
 from __future__ import annotations
@@ -120,8 +124,8 @@ def make_shards(root: Path, seconds: float, sr: int) -> Path:
     return dest
 
 
-def trainer_for(preset: str, shards: Path, out_dir: Path, batch=None, output_len=None) -> tuple[Trainer, Window]:
-    """A CPU Trainer for ``preset`` fed with its family's window."""
+def trainer_for(preset: str, shards: Path, out_dir: Path, batch=None, output_len=None, device: str = "cpu") -> tuple[Trainer, Window]:
+    """A Trainer on ``device`` for ``preset`` fed with its family's window."""
     from fxdist.models.registry import get
     from fxdist.train import resolve_model_config
 
@@ -135,12 +139,13 @@ def trainer_for(preset: str, shards: Path, out_dir: Path, batch=None, output_len
         model = {**model, "sample_rate": int(open_manifest(str(shards)).sample_rate)}  # chorus: ms/Hz at the data's rate
     window = family_window(family, get(family).stateful, batch, output_len)
     data = DataConfig(shards=str(shards), batch_size=window.batch, output_len=window.output_len, chunk_len=window.output_len)
-    cfg = TrainConfig(model=model, data=data, progress=False, out_dir=str(out_dir), device="cpu")
+    cfg = TrainConfig(model=model, data=data, progress=False, out_dir=str(out_dir), device=device)
     return Trainer(cfg), window
 
 
-def consumption(trainer: Trainer, window: Window, threads: int, warmup: int, steps: int) -> float:
-    """Median output samples/s of the trainer's own step over ``steps`` timed steps."""
+def consumption(trainer: Trainer, window: Window, threads: int, warmup: int, steps: int, sync=None) -> float:
+    """Median output samples/s of the trainer's own step over ``steps`` timed steps;
+    ``sync()`` (torch.cuda.synchronize on a GPU) ends each timed step."""
     torch.set_num_threads(threads)
     need = warmup + steps
     batches = []
@@ -154,6 +159,8 @@ def consumption(trainer: Trainer, window: Window, threads: int, warmup: int, ste
     for i in range(need):
         t0 = time.perf_counter()
         trainer._train_step(batches[i % len(batches)])
+        if sync is not None:
+            sync()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return window.batch * window.output_len / statistics.median(times)
@@ -217,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help="override every family's batch size")
     parser.add_argument("--output-len", type=int, default=None, help="override every family's output samples per window")
     parser.add_argument("--keep", type=Path, default=None, help="build data here and keep it (default: a temp dir)")
+    parser.add_argument("--device", default="cpu", help="where the training step runs: cpu or cuda")
     args = parser.parse_args(argv)
     if args.quick:
         args.presets = args.presets or ["tiny"]
@@ -224,12 +232,22 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     threads = sorted({cores if t == "all" else int(t) for t in args.threads})
     presets = preset_names(args.presets)
+    sync, label = None, None
+    if args.device != "cpu":
+        if not torch.cuda.is_available():
+            print(f"--device {args.device}: torch {torch.__version__} finds no CUDA device", file=sys.stderr)
+            return 2
+        from gpu_info import device_label
+
+        sync, label = torch.cuda.synchronize, device_label(args.device)
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="fxdist-train-tp-"))
     started = time.perf_counter()
     try:
         load = os.getloadavg() if hasattr(os, "getloadavg") else None
         print(f"machine: {cores} cores, torch {torch.__version__}, load average {load}")
+        if label:
+            print(f"device: {label}")
         t0 = time.perf_counter()
         shards = make_shards(root, args.seconds, args.sample_rate)
         print(f"data: {args.seconds:.0f} s at {args.sample_rate} Hz through {EFFECT!r} in {time.perf_counter() - t0:.1f} s")
@@ -238,11 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         delivered: dict[tuple, Delivery] = {}
         for name in presets:
-            trainer, window = trainer_for(name, shards, root / "runs" / name, batch=args.batch, output_len=args.output_len)
+            trainer, window = trainer_for(name, shards, root / "runs" / name, batch=args.batch, output_len=args.output_len,
+                                          device=args.device)
             model = trainer.model
             sps = {}
             for t in threads:
-                sps[t] = consumption(trainer, window, t, args.warmup, args.steps)
+                sps[t] = consumption(trainer, window, t, args.warmup, args.steps, sync=sync)
             torch.set_num_threads(cores)
             rates = {}
             for w in args.workers:
@@ -253,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((name, model.num_parameters(), model.receptive_field, model.macs_per_sample(), window, sps, rates))
             print(f"  measured {name}: " + ", ".join(f"{t} thr {fmt(v)}" for t, v in sps.items())
                   + "; loader " + ", ".join(f"w{w} {fmt(v.rate)}" for w, v in rates.items()), flush=True)
-        print_table(rows, threads, args.workers)
+        print_table(rows, threads, args.workers, label)
         print_loaders(delivered, args.workers)
         verdict(rows, args.workers)
         print(f"\nload average at end {os.getloadavg() if hasattr(os, 'getloadavg') else None}; "
@@ -264,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_table(rows: list, threads: list[int], workers: list[int]) -> None:
+def print_table(rows: list, threads: list[int], workers: list[int], device: str | None = None) -> None:
     print(f"\n{HEADER}; loader ratio = loader samples/s / best train samples/s")
+    if device:
+        print(f"training step on {device}; loader on the CPU")
     cols = [f"{'preset':14s}", f"{'params':>8s}", f"{'RF':>6s}", f"{'MACs/smp':>9s}", f"{'mode':>4s}", f"{'B x out':>9s}"]
     cols += [f"{f'train@{t}thr':>11s}" for t in threads]
     cols += [f"{f'loader w{w}':>10s}" for w in workers] + [f"{f'ratio w{w}':>9s}" for w in workers]

@@ -10,6 +10,7 @@ the interface is in ``fxdist.models.streaming``)::
 with TorchScript; ``stream_array`` runs (C, N) audio through a Streamer.
 """
 
+import copy
 import warnings
 
 import numpy as np
@@ -36,15 +37,19 @@ class Streamer:
     models) or from a zero state (recurrent), so it trails offline rendering by ``latency``
     samples (``EffectModel.latency``; a host would report it). ``scripted=True`` runs a
     TorchScript compile of the streaming module (less Python overhead per block; not for ``cnn``).
+    ``device``: where the blocks run (a copy of the model is moved there); blocks are expected on it.
     """
 
-    def __init__(self, model: EffectModel, batch: int = 1, scripted: bool = False):
+    def __init__(self, model: EffectModel, batch: int = 1, scripted: bool = False, device: str | torch.device = "cpu"):
         if batch < 1:
             raise ModelError(f"streamer batch must be >= 1, got {batch}")
         self.family = model.family
         self.latency = model.latency
         self.batch = batch
-        module = stream_module(model)
+        self.device = torch.device(device)
+        if _device_of(model) != self.device:  # streaming modules may hold the model: leave the caller's where it is
+            model = copy.deepcopy(model).to(self.device)
+        module = stream_module(model).to(self.device)
         if scripted:
             if module.unscriptable:
                 raise ModelError(module.unscriptable)
@@ -54,7 +59,7 @@ class Streamer:
 
     def reset(self) -> None:
         """Back to silence (conv) / zero state (recurrent)."""
-        self.state = [s.clone() for s in self.module.initial_state(self.batch)]
+        self.state = [s.to(self.device).clone() for s in self.module.initial_state(self.batch)]
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> Tensor:
@@ -63,10 +68,15 @@ class Streamer:
             raise ModelError(f"{self.family} streamer: expected a block of shape ({self.batch}, 1, T), got {got}")
         if x.shape[-1] == 0:
             return x.new_zeros(self.batch, 1, 0)
-        y, self.state = self.module(x.to(torch.float32), self.state)
+        y, self.state = self.module(x.to(self.device, torch.float32), self.state)
         return y
 
     process = __call__
+
+
+def _device_of(model: EffectModel) -> torch.device:
+    first = next(iter([*model.parameters(), *model.buffers()]), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def script_module(module: StreamingModule) -> torch.jit.ScriptModule:

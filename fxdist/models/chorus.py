@@ -159,7 +159,7 @@ def _search(model: ChorusModel, x: Tensor, y: Tensor, rates: np.ndarray, phases:
                         model.phase.fill_(2 * math.pi * p / phases)
                         model.centre_ms.fill_(centre)
                         model.depth_ms.fill_(frac * centre)
-                        w = model._run(xin, torch.zeros(len(x), dtype=torch.long))[:, 0, :]
+                        w = model._run(xin, torch.zeros(len(x), dtype=torch.long, device=x.device))[:, 0, :]
                         a = torch.stack([x.flatten(), w.flatten()], 1).double()
                         sol = torch.linalg.lstsq(a, y.flatten().double()[:, None]).solution[:, 0]
                         err = float(((a @ sol - y.flatten().double()) ** 2).sum()) / yy
@@ -201,7 +201,8 @@ def fit_chorus(
     if not pairs:
         raise ModelError("chorus: fit_chorus needs at least one (clean, target) track")
     t0 = time.perf_counter()
-    x, y = _prefixes(pairs, int(search_seconds * sr))
+    device = model.rate_hz.device  # the model may be on a GPU; the tracks are numpy
+    x, y = (t.to(device) for t in _prefixes(pairs, int(search_seconds * sr)))
     grid = np.exp(np.linspace(math.log(rates[0]), math.log(rates[1]), int(rates[2])))
     err, values = _search(model, x, y, grid, phases, centres, depths)
     with torch.no_grad():
@@ -238,8 +239,8 @@ def fit_chorus(
                 xs.append(seg)
                 ys.append(tgt)
                 starts.append(out0)
-            pred = model.forward_at(torch.from_numpy(np.stack(xs))[:, None, :], torch.tensor(starts))
-            target = torch.from_numpy(np.stack(ys))[:, None, :]
+            pred = model.forward_at(torch.from_numpy(np.stack(xs))[:, None, :].to(device), torch.tensor(starts, device=device))
+            target = torch.from_numpy(np.stack(ys))[:, None, :].to(device)
             loss = ((pred - target) ** 2).sum() / (target.square().sum() + 1e-10)
             opt.zero_grad()
             loss.backward()

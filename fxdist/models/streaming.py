@@ -44,10 +44,12 @@ def trace_core(core: nn.Module, hist: int) -> torch.jit.ScriptModule:
     the trace keeps length and position dynamic when the core is plain tensor code."""
     import warnings
 
-    full = torch.zeros(1, 1, hist + 16)
+    first = next(iter([*core.parameters(), *core.buffers()]), None)
+    device = first.device if first is not None else None  # a trace keeps the device its inputs were on
+    full = torch.zeros(1, 1, hist + 16, device=device)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        return torch.jit.trace(core, (full, torch.zeros(1, dtype=torch.long)), check_trace=False)
+        return torch.jit.trace(core, (full, torch.zeros(1, dtype=torch.long, device=device)), check_trace=False)
 
 
 class ConvStream(StreamingModule):

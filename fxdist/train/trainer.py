@@ -71,6 +71,15 @@ def latency_aligned(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | No
     return pred[..., latency:], y[..., : length - latency], None if mask is None else mask[..., latency:]
 
 
+def _float32_state(state):
+    """Carried state as autocast left it, with bfloat16/float16 tensors back in float32, so a
+    checkpoint's carried state fits a run with or without mixed precision."""
+    def cast(t):
+        return t.float() if isinstance(t, torch.Tensor) and t.dtype in (torch.bfloat16, torch.float16) else t
+
+    return type(state)(cast(t) for t in state) if isinstance(state, (tuple, list)) else cast(state)
+
+
 class Trainer:
     """The state of one run; ``run()`` trains to cfg.steps (or the time budget)."""
 
@@ -272,8 +281,9 @@ class Trainer:
                 pred, _ = self.train_module(x, start=batch["offset"].to(self.device))
             else:
                 pred, _ = self.train_module(x)
-            pred, y, mask = self._latency_aligned(pred, y, mask)
-            total, parts = self.loss_fn(pred.float(), y, mask)
+        # The loss (pre-emphasis, STFTs, sums over the window) runs in float32, outside autocast.
+        pred, y, mask = self._latency_aligned(pred, y, mask)
+        total, parts = self.loss_fn(pred.float(), y, None if mask is None else mask.float())
         return self._apply(total, parts, y)
 
     def _latency_aligned(self, pred, y, mask):
@@ -311,7 +321,7 @@ class Trainer:
         self.carried = self.model.reset_lanes(self.carried, reset)
         self.since_reset = torch.where(reset, torch.zeros_like(self.since_reset), self.since_reset)
         pred, state = self.train_module(x, self.carried)
-        self.carried = detach_state(state)
+        self.carried = _float32_state(detach_state(state))
         positions = self.since_reset[:, None] + torch.arange(length, device=self.device)[None, :]
         mask = (positions >= self.cfg.data.warmup_samples).to(pred.dtype)[:, None, :]
         self.since_reset = self.since_reset + length
