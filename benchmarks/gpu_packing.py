@@ -2,13 +2,15 @@
 
     python benchmarks/gpu_packing.py [--sweep configs/sweep/gpu-packing.yaml] [--packing 1 2 4 8]
         [--rounds 1] [--target-esr ESR] [--batches 16 64 256 1024] [--windows 1024 4096 16384]
-        [--seconds 60] [--dry-run]
+        [--seconds 60] [--runner ray|processes] [--dry-run]
 
 Packing: for k trials per GPU the sweep runs with ``resources.gpus_per_worker`` = 1/k and
 k x ``--rounds`` trials (seeds 0, 1, ...) on a local Ray holding the one GPU; Ray sets each
 trial's CUDA_VISIBLE_DEVICES. A trial *captures* the effect at its first validation with
 ESR <= the target; its time to capture is Ray's ``time_total_s`` at that report
-(result.json). Captures per GPU-hour = k x 3600 / mean time to capture (each of the k slots
+(result.json). ``--runner processes`` runs the same trials without Ray, k spawned processes
+at a time each training one (``fxdist.train.train``, times from its validation reports): the
+GPU is shared the same way, for a machine where Ray cannot start. Captures per GPU-hour = k x 3600 / mean time to capture (each of the k slots
 starts a new trial when one captures), and, counting everything, captured trials x 3600 /
 the sweep's wall time. The target is ``--target-esr``, else 1.25 x the median best ESR of the
 k = 1 trials, then kept for every k. GPU utilisation is sampled by nvidia-smi while a sweep runs.
@@ -25,6 +27,7 @@ Data: ``--seconds`` of synthetic audio at 48 kHz through the distortion preset
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -46,7 +49,8 @@ SATURATION = 0.9
 
 def plan(args) -> list[str]:
     """What the run will do, one line each."""
-    lines = [f"sweep {args.sweep}: model and training from it, data {args.seconds:g} s at 48 kHz (distortion)"]
+    lines = [f"sweep {args.sweep}: model and training from it, data {args.seconds:g} s at 48 kHz (distortion); "
+             f"trials as {'Ray Tune trials' if args.runner == 'ray' else 'plain processes'}"]
     for k in args.packing:
         lines.append(f"packing {k}/GPU: gpus_per_worker {1 / k:g}, {k * args.rounds} trials, {k} at a time")
     target = f"{args.target_esr:g}" if args.target_esr is not None else "1.25 x median best ESR of the 1/GPU trials"
@@ -116,6 +120,33 @@ def run_packing(args, shards: Path, storage: Path, k: int) -> dict:
     return {"k": k, "wall": wall, "trials": trials, "errors": result.errors, "util": util.summary()}
 
 
+def _timed_trial(args: tuple) -> list[tuple[float, float]]:
+    """One trial in a spawned process: (seconds since its start, val_esr) per validation."""
+    base, seed, out_dir = args
+    from fxdist.train import train
+    from fxdist.tune.config import trial_train_config
+
+    cfg = trial_train_config(base, {"seed": seed}, out_dir, device="cuda", source=f"packing seed {seed}")
+    started, reports = time.perf_counter(), []
+    train(cfg, report=lambda metrics, _dir: reports.append((time.perf_counter() - started, metrics["val_esr"])))
+    return reports
+
+
+def run_packing_processes(args, shards: Path, storage: Path, k: int) -> dict:
+    """``run_packing`` without Ray: k processes at a time on the one GPU."""
+    import multiprocessing
+
+    from fxdist.tune.config import load_sweep_config, plan_trials
+
+    cfg = load_sweep_config(args.sweep, {"overrides.data.shards": str(shards)})
+    base = plan_trials(cfg).base
+    jobs = [(base, seed, str(storage / f"packing-{k}" / f"seed-{seed}")) for seed in range(k * args.rounds)]
+    started = time.perf_counter()
+    with Utilisation() as util, multiprocessing.get_context("spawn").Pool(k) as pool:
+        trials = pool.map(_timed_trial, jobs, chunksize=1)
+    return {"k": k, "wall": time.perf_counter() - started, "trials": trials, "errors": 0, "util": util.summary()}
+
+
 def capture_times(trials: list[list[tuple[float, float]]], target: float) -> list[float | None]:
     """Per trial: seconds to its first report with ESR <= target (None: never)."""
     return [next((t for t, esr in reports if esr <= target), None) for reports in trials]
@@ -137,8 +168,8 @@ def print_packing(rows: list[dict], target: float, label: str) -> None:
               f"{mem if mem is not None else float('nan'):>8.0f}")
 
 
-def saturation(args, shards: Path, root: Path) -> list[tuple[int, int, float]]:
-    """(batch, window, output samples/s) of the sweep's model on the GPU."""
+def saturation(args, shards: Path, root: Path, device: str = "cuda") -> list[tuple[int, int, float]]:
+    """(batch, window, output samples/s) of the sweep's model on ``device``."""
     import dataclasses
 
     import torch
@@ -153,18 +184,22 @@ def saturation(args, shards: Path, root: Path) -> list[tuple[int, int, float]]:
     for batch in args.batches:
         for window in args.windows:
             data = dataclasses.replace(base.data, batch_size=batch, output_len=window, chunk_len=window)
-            run = dataclasses.replace(base, data=data, device="cuda", amp=True, out_dir=str(root / f"sat-{batch}-{window}"))
+            run = dataclasses.replace(base, data=data, device=device, amp=True, out_dir=str(root / f"sat-{batch}-{window}"))
             trainer = Trainer(run)
             try:
                 w = family_window(trainer.model_config["family"], trainer.model.stateful, batch, window)
-                rate = consumption(trainer, w, torch.get_num_threads(), args.warmup, args.steps, sync=torch.cuda.synchronize)
-            except torch.cuda.OutOfMemoryError:
+                sync = torch.cuda.synchronize if device == "cuda" else None
+                rate = consumption(trainer, w, torch.get_num_threads(), args.warmup, args.steps, sync=sync)
+            except (torch.cuda.OutOfMemoryError, SystemExit) as exc:  # too big for the GPU, or for the data
+                print(f"  batch {batch} x window {window}: not measured ({type(exc).__name__}: {exc})", flush=True)
                 rate = float("nan")
             finally:
                 trainer.close()
-                torch.cuda.empty_cache()
+                if device == "cuda":
+                    torch.cuda.empty_cache()
             rows.append((batch, window, rate))
-            print(f"  batch {batch} x window {window}: {rate:.3g} output samples/s", flush=True)
+            if rate == rate:
+                print(f"  batch {batch} x window {window}: {rate:.3g} output samples/s", flush=True)
     return rows
 
 
@@ -180,6 +215,26 @@ def print_saturation(rows: list[tuple[int, int, float]], label: str) -> None:
         print(f"saturating size: batch {b} x window {w} (smallest reaching {SATURATION:.0%} of the best rate)")
 
 
+@contextlib.contextmanager
+def ray_session(runner: str):
+    """A local Ray holding the one GPU (all CPUs) for the ray runner; nothing for processes."""
+    if runner != "ray":
+        yield
+        return
+    import os
+
+    import ray
+
+    from fxdist.tune.run import init_local_ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    init_local_ray(os.cpu_count(), num_gpus=1, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", type=Path, default=SWEEP)
@@ -191,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per saturation point (median)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds of training audio")
+    parser.add_argument("--runner", choices=["ray", "processes"], default="ray",
+                        help="trials as Ray Tune trials with fractional GPUs, or as plain processes")
     parser.add_argument("--skip-saturation", action="store_true")
     parser.add_argument("--skip-packing", action="store_true")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit (no CUDA needed)")
@@ -206,7 +263,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_packing: needs a CUDA device; torch {torch.__version__} (CUDA {torch.version.cuda}) finds none. "
               "Run it on a GPU machine (jobs/gpu-check.sh), or pass --dry-run for the plan.", file=sys.stderr)
         return 2
-    from fxdist.tune.run import init_local_ray
     from train_throughput import make_shards
 
     from gpu_info import device_label
@@ -219,25 +275,19 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_saturation:
             print_saturation(saturation(args, shards, root), label)
         if not args.skip_packing:
-            import os
-
-            import ray
-
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            init_local_ray(os.cpu_count(), num_gpus=1, log_to_driver=False)
-            try:
-                rows = []
+            rows = []
+            with ray_session(args.runner):
                 for k in sorted(args.packing):
-                    row = run_packing(args, shards, root / "sweeps", k)
+                    runner = run_packing if args.runner == "ray" else run_packing_processes
+                    row = runner(args, shards, root / "sweeps", k)
                     rows.append(row)
-                    print(f"  packing {k}/GPU: {len(row['trials'])} trials in {row['wall']:.0f} s, {row['errors']} errors", flush=True)
-            finally:
-                ray.shutdown()
+                    print(f"  packing {k}/GPU ({args.runner}): {len(row['trials'])} trials in {row['wall']:.0f} s, "
+                          f"{row['errors']} errors", flush=True)
             target = args.target_esr
             if target is None:
                 first = [min(e for _, e in r) for r in rows[0]["trials"] if r]
                 target = 1.25 * statistics.median(first) if first else float("nan")
-            print_packing(rows, target, label)
+            print_packing(rows, target, f"{args.runner}; {label}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
