@@ -36,8 +36,10 @@ if [ -z "${PY:-}" ]; then
   PY=${PY:-python3}
 fi
 if ! "$PY" -c "import torch, sys; sys.exit(torch.version.cuda is None)" 2>/dev/null; then
+  # pip counts an installed 2.13.0+cpu as 2.13.0: force the reinstall, from PyPI, not a local wheel folder.
   note "torch in $PY is missing or CPU-only; installing torch==2.13.0 (the CUDA build PyPI serves for Linux)"
-  "$PY" -m pip install -q "torch==2.13.0" || { note "FAIL: cannot install the CUDA build of torch here (no network?)"; exit 3; }
+  "$PY" -m pip install -q --force-reinstall --no-cache-dir --index-url https://pypi.org/simple "torch==2.13.0" \
+    || { note "FAIL: cannot install the CUDA build of torch here (no network?)"; exit 3; }
 fi
 
 # fxdist's other dependencies: the carried wheels, into a site folder of this run.
