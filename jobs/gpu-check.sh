@@ -46,8 +46,10 @@ fi
 SITE=${SITE:-/tmp/fxdist-site}
 if [ -d .whl ]; then
   mkdir -p "$SITE"
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
-    || note "WARN: installing .whl/*.whl failed"
+  pipi() { "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$@"; }
+  if ! pipi .whl/*.whl; then  # one at a time, so one wheel that does not fit leaves the others installed
+    for wheel in .whl/*.whl; do pipi "$wheel" || note "WARN: $wheel does not install with $PY"; done
+  fi
   for tarball in .whl/*-slim.tar.xz; do
     [ -e "$tarball" ] && tar -C "$SITE" -xJf "$tarball"
   done
