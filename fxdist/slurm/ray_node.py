@@ -196,6 +196,8 @@ class RayNode:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
         _signal_group(self.process.pid, signal.SIGKILL)  # anything of the group still left
+        if self in _LIVE:
+            _LIVE.remove(self)
 
     def keep_logs(self, dest: Path) -> None:
         """Copy Ray's logs of this node to ``dest`` (best effort), then remove the temp dir."""
@@ -206,6 +208,39 @@ class RayNode:
         except OSError as exc:
             print(f"fxdist: could not copy Ray logs {logs} -> {dest}: {exc}", file=sys.stderr, flush=True)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+# This process's running Ray nodes, SIGKILLed at once when SLURM ends the step (``_on_sigterm``).
+_LIVE: list[RayNode] = []
+_previous_sigterm = None
+
+
+def _track(node: RayNode) -> RayNode:
+    """Kill ``node``'s process group at once when this task gets SIGTERM.
+
+    SLURM ends a step (requeue, cancel, time limit) with SIGTERM to its processes and SIGKILL
+    after KillWait, but only to those it still tracks. Ray drains for up to 30 s on SIGTERM and
+    its daemons can outlive the step: they would still run, and train, beside the requeued job.
+    The previous handler (submitit's, which carries on) runs after."""
+    global _previous_sigterm
+    if not _LIVE and signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        try:
+            _previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread: the caller stops the node itself
+            pass
+    _LIVE.append(node)
+    return node
+
+
+def _on_sigterm(signum, frame) -> None:
+    for node in list(_LIVE):
+        _signal_group(node.process.pid, signal.SIGKILL)
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    elif previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -253,8 +288,9 @@ def start_head(rdv: Path, *, job_id: str, restart: int | str, num_cpus: int, num
     args = start_args(head=True, ip=ip, job_id=job_id, num_cpus=num_cpus, num_gpus=num_gpus, temp_dir=temp_dir)
     port = int(next(a for a in args if a.startswith("--port=")).split("=", 1)[1])
     log_path = rdv / f"ray-start-{socket.gethostname()}.log"
+    shutil.rmtree(temp_dir, ignore_errors=True)  # a dead earlier run's of this (job, restart)
     proc = _spawn(args, log_path, rdv)
-    node = RayNode(proc, f"{ip}:{port}", temp_dir, log_path)
+    node = _track(RayNode(proc, f"{ip}:{port}", temp_dir, log_path))
     try:
         _wait_listening(ip, port, proc, timeout, log_path)
     except ClusterError:
@@ -286,7 +322,8 @@ def start_worker(rdv: Path, *, job_id: str, restart: int | str, num_cpus: int, n
     temp_dir = temp_dir_for(job_id, restart)
     args = start_args(head=False, ip=ip, job_id=job_id, num_cpus=num_cpus, num_gpus=num_gpus, temp_dir=temp_dir, address=address)
     log_path = rdv / f"ray-start-{socket.gethostname()}.log"
-    node = RayNode(_spawn(args, log_path, rdv), address, temp_dir, log_path)
+    shutil.rmtree(temp_dir, ignore_errors=True)  # a dead earlier run's of this (job, restart)
+    node = _track(RayNode(_spawn(args, log_path, rdv), address, temp_dir, log_path))
     print(f"fxdist: Ray worker on {socket.gethostname()} ({ip}) joining {address}", flush=True)
     return node
 

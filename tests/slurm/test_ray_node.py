@@ -115,3 +115,19 @@ def test_use_token_takes_effect_after_ray_was_imported(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "True", out.stderr[-2000:]
+
+
+def test_sigterm_to_the_task_kills_its_ray_at_once_then_runs_the_previous_handler(tmp_path):
+    """SLURM's SIGTERM (requeue, cancel): Ray would drain for 30 s and outlive the step; the
+    task kills its Ray process group at once, then submitit's handler (here a stand-in) runs."""
+    code = (
+        "import os, signal, subprocess, sys, time; from pathlib import Path; from fxdist.slurm import ray_node\n"
+        "seen = []\n"
+        "signal.signal(signal.SIGTERM, lambda *a: seen.append('previous'))\n"
+        "proc = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"
+        "ray_node._track(ray_node.RayNode(proc, 'x:1', sys.argv[1], Path(sys.argv[1]) / 'log'))\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "print(proc.wait(10), seen)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == f"{-signal.SIGKILL} ['previous']", out.stderr[-2000:]
