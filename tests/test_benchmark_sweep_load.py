@@ -30,7 +30,5 @@ def test_every_trial_finishes_and_driver_memory_stays_flat(quick_run):
     assert ratio <= 1.5, quick_run[-1000:]
 
 
-@pytest.mark.xfail(strict=True, reason="fxdist.tune's local Ray session leaves its session folder under Ray's temp root; "
-                                       "removing it after ray.shutdown() belongs in fxdist/tune/run.py:_ray_session")
 def test_ray_temp_folders_are_removed(quick_run):
     assert re.search(r"^Ray temp left\s+0 ", quick_run, re.MULTILINE), quick_run[-1000:]

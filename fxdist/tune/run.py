@@ -101,10 +101,38 @@ def _ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
             init_local_ray(num_cpus)
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
         raise ClusterError(f"cannot start or reach Ray at {address or 'local'}: {exc}") from exc
+    session = None if address else _session_dir()
     try:
         yield
+    except BaseException:
+        session = None  # a failed sweep keeps Ray's logs for the post-mortem
+        raise
     finally:
         ray.shutdown()
+        if session is not None:
+            _remove_session(session)
+
+
+def _session_dir() -> Path | None:
+    """The folder of the local Ray session this process started (logs, sockets, spilled objects)."""
+    try:
+        from ray._private import worker
+
+        return Path(worker._global_node.get_session_dir_path())
+    except (AttributeError, ImportError):  # another Ray layout: leave its folder to Ray
+        return None
+
+
+def _remove_session(session: Path) -> None:
+    """Delete a finished local session's folder, and Ray's ``session_latest`` link if it points there."""
+    import shutil
+
+    latest = session.parent / "session_latest"
+    if latest.is_symlink() and Path(os.readlink(latest)).name == session.name:
+        latest.unlink(missing_ok=True)
+    shutil.rmtree(session, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        session.parent.rmdir()  # Ray's temp root, when no other session lives there
 
 
 def _trial_request(res: ResourcesConfig) -> dict[str, float]:
