@@ -371,6 +371,7 @@ def write_shards(
     R = cfg.row_samples
     fs, root = open_root(dest)
     parent, name = posixpath.split(root.rstrip("/"))
+    _recover_interrupted(fs, parent, name, root, log)
     stage = posixpath.join(parent, f".{name}.writing-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         fs.create_dir(stage, recursive=True)
@@ -399,6 +400,26 @@ def write_shards(
             fs.delete_dir(stage)
         raise
     return manifest
+
+
+def _recover_interrupted(fs, parent: str, name: str, root: str, log) -> None:
+    """Tidy what an interrupted ``write_shards`` of ``root`` left beside it: a staging folder is
+    deleted; an old set moved aside just before the swap (``...old``) is put back when nothing
+    took its place."""
+    try:
+        entries = fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+    except (OSError, ValueError):
+        return
+    prefix = f".{name}.writing-"
+    for entry in sorted(entries, key=lambda e: e.base_name):
+        if entry.type != pafs.FileType.Directory or not entry.base_name.startswith(prefix):
+            continue
+        if entry.base_name.endswith(".old") and fs.get_file_info(root).type == pafs.FileType.NotFound:
+            fs.move(entry.path, root)
+            if log is not None:
+                log(f"{root}: put back the shard set an interrupted rewrite had moved aside")
+        else:
+            fs.delete_dir(entry.path)
 
 
 def _write_splits(fs, root: str, by_id: dict[str, TrackPair], lengths: dict[str, int], sr: int, effect_id: str,

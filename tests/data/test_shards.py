@@ -327,3 +327,16 @@ def test_pairs_imported_for_another_effect_are_left_out(dataset, tmp_path):
         write_shards(root, tmp_path / "s2", EFFECT, ShardConfig(**SMALL))
     mine = write_shards(root, tmp_path / "s3", "my_pedal", ShardConfig(**SMALL))  # the recording's own set
     assert [t for s in mine.splits.values() for t in s.tracks] == ["pair-take"]
+
+
+def test_an_interrupted_rewrite_is_tidied_and_a_set_moved_aside_is_put_back(dataset, tmp_path):
+    root, _ = dataset
+    dest = tmp_path / "s"
+    write_shards(root, dest, EFFECT, ShardConfig(**SMALL))
+    (tmp_path / ".s.writing-1-deadbeef").mkdir()  # a staging folder of a killed rewrite
+    dest.rename(tmp_path / ".s.writing-2-cafe.old")  # killed between the swap's two moves
+    lines = []
+    write_shards(root, dest, EFFECT, ShardConfig(**SMALL), log=lines.append)
+    assert verify(dest).shards > 0
+    assert lines == [f"{dest}: put back the shard set an interrupted rewrite had moved aside"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

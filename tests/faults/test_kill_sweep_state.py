@@ -60,7 +60,7 @@ def test_driver_killed_at_a_state_write_resumes(tiny_shards, tmp_path):
     data = state.read_bytes()
     state.write_bytes(data[: len(data) // 2])  # what a kill inside Ray's in-place write leaves
 
-    done = fxdist("resume", str(exp), "--num-cpus", "2", cwd=tmp_path, timeout=240)
+    done = fxdist("resume", str(exp), "--num-cpus", "2", cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "was cut off; restored the last complete copy" in done.stdout + done.stderr
     json.loads(state.read_text())  # whole again
