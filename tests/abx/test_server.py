@@ -299,7 +299,7 @@ def test_another_site_in_the_same_browser_cannot_answer(tmp_path):
 
         class Foreign(BaseHTTPRequestHandler):
             def log_message(self, *args):
-                pass
+                """No request log on stderr."""
 
             def do_GET(self):
                 self.send_response(200)

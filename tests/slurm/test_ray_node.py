@@ -4,6 +4,7 @@ tests/cluster/test_submit.py (preemption)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -71,10 +72,8 @@ def test_a_grandchild_of_the_wrapper_survives_usr2(tmp_path):
             proc.kill()
             proc.wait(10)
         if pid_file.exists() and pid_file.read_text():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.mark.slow
