@@ -496,7 +496,7 @@ def run_grad(recipe: Recipe, shards: Path, out: Path, sr: int, budget: float, th
         extra = max(10, int(0.9 * (budget - used) / rate))
         print(f"  {budget - used:.0f} s of budget left after {result.step} steps: resuming for {extra} more", flush=True)
         before = result.step
-        cfg.steps, cfg.resume, cfg.max_seconds = result.step + extra, True, budget - used
+        cfg.steps, cfg.resume, cfg.max_seconds = result.step + extra, True, budget  # counted across resumes
         cfg.val_every = cfg.checkpoint_every = max(1, extra // 3)
         result = train(cfg, report=report)
         used += result.train_seconds

@@ -95,8 +95,11 @@ class TrainConfig:
     resume: bool = False
     # Start from another run's weights (fine-tuning); sample rates must agree.
     init_from: Optional[str] = None
-    # Stop after this many seconds of training (the checkpoint is kept; resume continues).
-    # Checked after each step, so a run can overshoot by one step and one validation.
+    # The run's budget in seconds of training, counted across resumes (a direct fit
+    # included): it stops there, with its checkpoints kept (raise it to resume further).
+    # With it, the schedule's decay follows whichever of step/steps and elapsed/max_seconds
+    # is further along, so a run always anneals inside its budget. Checked after each step,
+    # so a run can overshoot by one step and one validation.
     max_seconds: Optional[float] = None
     # Before the first step, set the weights by the family's direct fit on the whole training
     # tracks (fir: least squares; chorus: LFO search + Adam), then fine-tune by gradient

@@ -43,8 +43,13 @@ def _dist_info() -> tuple[int, int]:
 
 # Model options that change how training runs, not the weights: a checkpoint saved with other
 # values (or before the option existed) still fits.
-def lr_lambda(cfg: OptimConfig, steps: int) -> Callable[[int], float]:
-    """Multiplier of the base lr at a step: linear warm-up, then cosine or constant."""
+def lr_lambda(cfg: OptimConfig, steps: int, time_progress: Callable[[], float] | None = None) -> Callable[[int], float]:
+    """Multiplier of the base lr at a step: linear warm-up, then cosine or constant.
+
+    The cosine runs over ``steps``; with ``time_progress`` (the fraction of a time budget
+    spent, from 0 to 1) it follows whichever of the two is further along, so a run that
+    its budget stops before ``steps`` has still annealed.
+    """
 
     def fn(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:
@@ -52,7 +57,10 @@ def lr_lambda(cfg: OptimConfig, steps: int) -> Callable[[int], float]:
         if cfg.schedule == "constant":
             return 1.0
         span = max(1, steps - cfg.warmup_steps)
-        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        progress = (step - cfg.warmup_steps) / span
+        if time_progress is not None:
+            progress = max(progress, time_progress())
+        progress = min(1.0, progress)
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return fn
@@ -122,7 +130,12 @@ class Trainer:
 
         self.loss_fn = CombinedLoss(cfg.loss, self.sample_rate).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.optim, cfg.steps))
+        # Seconds of training this run has had, across resumes (the fit included): what
+        # max_seconds bounds, and what the schedule follows when it is set.
+        self.trained_seconds = 0.0
+        self._run_started: float | None = None
+        budget = (lambda: self.elapsed() / cfg.max_seconds) if cfg.max_seconds else None
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.optim, cfg.steps, budget))
         self.train_module: nn.Module = self.model.train_module()
         if self.world > 1:
             self.train_module = nn.parallel.DistributedDataParallel(self.train_module)
@@ -143,6 +156,11 @@ class Trainer:
             self._restore(load_checkpoint(self.last_path, map_location=self.device))
 
     # -- set-up -------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, earlier starts of this run included."""
+        running = 0.0 if self._run_started is None else time.perf_counter() - self._run_started
+        return self.trained_seconds + running
 
     @property
     def last_path(self) -> Path:
@@ -199,6 +217,7 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = ckpt.step, ckpt.epoch, ckpt.batch_in_epoch
         self.best_val, self.last_val = ckpt.best_val_esr, ckpt.val_esr
         self.baseline_val = ckpt.metadata.get("baseline_val_esr")
+        self.trained_seconds = float(ckpt.metadata.get("trained_seconds", 0.0))
         self.history = list(ckpt.metadata.get("history", []))
         if ckpt.rng_state is not None:
             torch.set_rng_state(ckpt.rng_state.cpu())
@@ -377,6 +396,7 @@ class Trainer:
                 "effect_id": self.manifest.effect_id,
                 "shards": self.cfg.data.shards,
                 "baseline_val_esr": self.baseline_val,
+                "trained_seconds": self.elapsed(),
                 "history": self.history,
             },
         )
@@ -418,14 +438,15 @@ class Trainer:
         writer = self._writer()
         bar = self._progress_bar()
         batches = self._batches()
-        started = time.perf_counter()
+        started = self._run_started = time.perf_counter()
         samples = 0
-        stopped_early = False
+        over_budget = cfg.max_seconds is not None and self.elapsed() >= cfg.max_seconds
+        stopped_early = over_budget and self.step < cfg.steps
         if cfg.fit and self.step == 0:
             self._fit()
         self.model.train()
         try:
-            while self.step < cfg.steps:
+            while self.step < cfg.steps and not over_budget:
                 loss, parts, n = self._train_step(next(batches))
                 self.step += 1
                 samples += n
@@ -438,7 +459,7 @@ class Trainer:
                     for key, value in parts.items():
                         writer.add_scalar(f"train/{key}", value, self.step)
                     writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-                over_budget = cfg.max_seconds is not None and elapsed >= cfg.max_seconds
+                over_budget = cfg.max_seconds is not None and self.elapsed() >= cfg.max_seconds
                 last = self.step == cfg.steps or over_budget
                 if self.step % cfg.val_every == 0 or last:
                     self._validate_and_report(loss, samples / max(elapsed, 1e-9), writer)
@@ -448,6 +469,8 @@ class Trainer:
                     stopped_early = True
                     break
         finally:
+            self.trained_seconds = self.elapsed()
+            self._run_started = None
             if bar is not None:
                 bar.close()
             if writer is not None:
