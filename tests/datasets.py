@@ -38,3 +38,25 @@ def noise_pairs(root: Path, lengths: list[int], seed: int = 0, sr: int = 8000, e
         write_audio(root / "processed" / effect / f"{tid}.wav", y, sr)
         out[tid] = (x, y)
     return out
+
+
+def recorded_pairs(root: Path, effect: str = "distortion", sample_rate: int = TINY_RATE, tracks: int = 3,
+                   seconds: float = 4.0, seed: int = 0) -> Path:
+    """A folder of pairs as a user brings them (``clean/<name>.wav``, ``processed/<name>.wav``):
+    generated tracks rendered through the ``effect`` preset. Returns the folder."""
+    import shutil
+
+    from fxdist.data.generate import GenerateConfig, generate
+    from fxdist.data.render import render
+
+    work = root / "work"
+    gen = GenerateConfig(seed=seed, sample_rate=sample_rate, tracks=tracks, segments_per_track=2, segment_seconds=seconds / 2)
+    generate(gen, work / "clean")
+    render(work / "clean", effect, work / "processed", workers=1, progress=False)
+    pairs = root / "pairs"
+    for side in ("clean", "processed"):
+        (pairs / side).mkdir(parents=True, exist_ok=True)
+        for i, path in enumerate(sorted((work / side).glob("*.wav"))):
+            shutil.copyfile(path, pairs / side / f"take{i}.wav")
+    shutil.rmtree(work)
+    return pairs

@@ -89,6 +89,15 @@ def find_latency(
     )
 
 
+def correlation_at(clean: np.ndarray, processed: np.ndarray, offset: int, span: int, lag: int) -> float:
+    """Normalised correlation of clean[offset : offset + span] (N,) with processed (M,) ``lag``
+    samples later, in [-1, 1] (0 where either part is silent or out of range)."""
+    x = np.asarray(clean[offset : offset + span], dtype=np.float64)
+    y = _window(np.asarray(processed, dtype=np.float64), offset + lag, len(x))
+    denom = np.sqrt(np.dot(x, x) * np.dot(y, y))
+    return float(np.clip(np.dot(x, y) / denom, -1.0, 1.0)) if denom > 0 else 0.0
+
+
 def onset_envelope(x: np.ndarray, sample_rate: int, smooth_ms: float = 1.0) -> np.ndarray:
     """Onset strength (N,): the positive part of the rise of the smoothed log energy.
 

@@ -38,6 +38,7 @@ _EFFECT_ID = re.compile(r"[a-z0-9_-]+")
 SEARCH_SECONDS = 1.0  # import_pair looks for the latency within +-max(2 * max latency, this)
 ENVELOPE_MIN_CORRELATION = 0.5  # onset envelopes this alike line up
 LEVELS_MIN_SIMILARITY = 0.6  # frame levels this alike: the same notes, however the effect colours them
+EXPLAINS_FRACTION = 0.9  # the start's lag explains the end when it correlates this close to the end's own peak
 
 
 def sanitize_stem(stem: str) -> str:
@@ -396,7 +397,7 @@ def _correlated(clean, processed, sr, names, max_lag, max_ms, min_correlation, d
     env = {k: find_latency_envelope(clean, processed, search, sr, span, o) for k, o in at.items()}
     strong = {k: abs(w.correlation) >= min_correlation for k, w in wave.items()}
     env_tol = max(drift_tolerance, int(0.0005 * sr))  # envelopes are smoothed over 1 ms
-    agree_w = abs(wave["end"].lag - wave["start"].lag) <= drift_tolerance
+    agree_w = abs(wave["end"].lag - wave["start"].lag) <= drift_tolerance or _explains(clean, processed, wave)
     agree_e = abs(env["end"].lag - env["start"].lag) <= env_tol
     env_ok = {k: e.correlation >= ENVELOPE_MIN_CORRELATION or _follows(clean, processed, e, sr) for k, e in env.items()}
 
@@ -439,6 +440,16 @@ def _correlated(clean, processed, sr, names, max_lag, max_ms, min_correlation, d
     end = wave["end"] if method == "correlation" else env["end"]
     return _Alignment(est.lag, est.subsample_lag, method, -1 if est.correlation < 0 else 1, est.correlation,
                       end.lag, end.correlation)
+
+
+def _explains(clean, processed, wave: dict[str, LatencyEstimate]) -> bool:
+    """The start's lag lines up the end span nearly as well as the end's own peak: periodic or
+    sustained content has several near-equal peaks, and one of them is no clock drift."""
+    from fxdist.data.align import correlation_at
+
+    start, end = wave["start"], wave["end"]
+    at_start_lag = correlation_at(clean, processed, end.offset, end.span, start.lag)
+    return at_start_lag * end.correlation > 0 and abs(at_start_lag) >= EXPLAINS_FRACTION * abs(end.correlation)
 
 
 def _check_lag(est: LatencyEstimate, method: str, names: str, sr: int, max_lag: int, max_ms: float) -> None:
