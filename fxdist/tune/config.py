@@ -80,6 +80,9 @@ class SweepConfig:
     ``model.hidden_size`` for a preset's field ...) to exactly one of ``{choice: [...]}``,
     ``{grid: [...]}`` (every value, times num_samples), ``{uniform: [lo, hi]}``,
     ``{loguniform: [lo, hi]}`` (0 < lo < hi) or ``{randint: [lo, hi]}`` (both ends included).
+    The key ``variant`` takes a choice or grid of mappings of dotted keys applied together
+    (``{grid: [{model: wh, fit: true}, {model: wavenet-small, optim.lr: 0.004}]}``): trials
+    that differ in several keys at once, as a capture's candidate families do.
     """
 
     name: str = "sweep"
@@ -134,14 +137,25 @@ class SweepConfig:
             for key in self.scheduler.mutations or []:
                 if key not in self.space:
                     raise ValueError(f"scheduler.mutations: {key!r} is not a key of space ({', '.join(self.space) or 'empty'})")
-                if key == "model" or key.startswith(("model.", "data.")) or key == "steps":
+                if key in ("model", "steps", VARIANT_KEY) or key.startswith(("model.", "data.")):
                     raise ValueError(f"scheduler.mutations: {key!r} cannot change in a running trial (the checkpoint would not fit)")
                 if "grid" in self.space[key]:
                     raise ValueError(f"scheduler.mutations: {key!r} is a grid key; PBT can only perturb choice/uniform/loguniform/randint")
 
 
+VARIANT_KEY = "variant"
+
+
 def _check_space_entry(key: str, spec: dict[str, Any]) -> None:
     where = f"space.{key}"
+    if key == VARIANT_KEY:
+        kind, arg = next(iter(spec.items())) if len(spec) == 1 else (None, None)
+        if kind not in ("choice", "grid") or not isinstance(arg, list) or not arg:
+            raise ValueError(f"{where}: expected {{grid: [...]}} or {{choice: [...]}} of mappings of dotted keys, got {spec!r}")
+        for value in arg:
+            if not isinstance(value, dict) or not value or VARIANT_KEY in value:
+                raise ValueError(f"{where}: each value must be a non-empty mapping of dotted TrainConfig keys, got {value!r}")
+        return
     if not key or any(not part for part in key.split(".")):
         raise ValueError(f"{where}: not a dotted TrainConfig key")
     if len(spec) != 1:
@@ -230,7 +244,7 @@ def plan_trials(cfg: SweepConfig, source: str = "<sweep>") -> _Plan:
     steps_seen, vals_seen, models_seen = [], [], set()
     for key, spec in cfg.space.items():
         for value in _candidates(spec):
-            values = {**firsts, key: _absolute_model(value) if key == "model" else value}
+            values = {**firsts, key: _absolute_model(value) if key == "model" else _absolute_variant(value) if key == VARIANT_KEY else value}
             try:
                 tc = trial_train_config(base, values, "<validation>", source="trial config")
                 _check_model(tc.model, "model", models_seen)
@@ -273,6 +287,12 @@ def _absolute_model(value: Any) -> Any:
     """A model given as a YAML path (not a preset name) must survive the trial's chdir."""
     if isinstance(value, str) and Path(value).suffix and not Path(value).is_absolute() and Path(value).exists():
         return str(Path(value).resolve())
+    return value
+
+
+def _absolute_variant(value: Any) -> Any:
+    if isinstance(value, dict) and "model" in value:
+        return {**value, "model": _absolute_model(value["model"])}
     return value
 
 
@@ -322,6 +342,8 @@ def _apply_values(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any
     the preset to its mapping (so ``model.hidden_size`` tunes a preset's field)."""
     from fxdist.train import TrainConfig, resolve_model_config
 
+    if VARIANT_KEY in values:
+        values = {**{k: v for k, v in values.items() if k != VARIANT_KEY}, **values[VARIANT_KEY]}
     plain = {k: v for k, v in values.items() if not k.startswith("model.")}
     model_keys = {k: v for k, v in values.items() if k.startswith("model.")}
     data = apply_overrides(data, plain)
@@ -338,7 +360,7 @@ def _pbt_mutation_keys(cfg: SweepConfig) -> list[str]:
         return list(cfg.scheduler.mutations)
     return [
         key for key, spec in cfg.space.items()
-        if "grid" not in spec and key != "model" and key != "steps" and not key.startswith(("model.", "data."))
+        if "grid" not in spec and key not in ("model", "steps", VARIANT_KEY) and not key.startswith(("model.", "data."))
     ]
 
 
@@ -360,8 +382,8 @@ def _domain(spec: dict[str, Any]):
 def _param_space(cfg: SweepConfig) -> dict[str, Any]:
     space = {}
     for key, spec in cfg.space.items():
-        if key == "model":
+        if key in ("model", VARIANT_KEY):
             kind, arg = next(iter(spec.items()))
-            spec = {kind: [_absolute_model(v) for v in arg]}
+            spec = {kind: [_absolute_model(v) if key == "model" else _absolute_variant(v) for v in arg]}
         space[key] = _domain(spec)
     return space

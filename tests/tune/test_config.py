@@ -53,3 +53,26 @@ def test_model_field_keys_expand_a_preset(tmp_path):
     cfg = trial_train_config(base, {"model.hidden_size": 12, "optim.lr": 0.002}, tmp_path / "run")
     assert cfg.model["family"] == "lstm" and cfg.model["hidden_size"] == 12
     assert cfg.optim.lr == 0.002 and cfg.resume and cfg.out_dir == str(tmp_path / "run")
+
+
+def test_variant_applies_several_keys_together(tmp_path, tiny_shards):
+    variants = [{"model": "lstm-tiny", "optim.lr": 0.002, "max_seconds": 5.0},
+                {"model": "fir-tiny", "fit": True, "model.length": 64}]
+    cfg = load_sweep_config(write_sweep(tmp_path, tiny_shards, space={"variant": {"grid": variants}}))
+    base = {"model": "lstm-tiny", "data": {"shards": str(tiny_shards)}}
+    one = trial_train_config(base, {"variant": variants[0]}, tmp_path / "a")
+    two = trial_train_config(base, {"variant": variants[1]}, tmp_path / "b")
+    assert one.model == "lstm-tiny" and one.optim.lr == 0.002 and one.max_seconds == 5.0 and not one.fit
+    assert two.model["family"] == "fir" and two.model["length"] == 64 and two.fit and two.optim.lr == 5e-3
+    assert cfg.space["variant"]["grid"][1]["fit"] is True
+
+
+@pytest.mark.parametrize("spec, match", [
+    ({"uniform": [0, 1]}, "grid.*or.*choice"),
+    ({"grid": [{"model": "lstm-tiny"}, 3]}, "mapping of dotted"),
+    ({"grid": [{}]}, "non-empty mapping"),
+    ({"grid": [{"optim.lrr": 0.1}]}, r"space\.variant.*lrr"),
+])
+def test_bad_variant_is_refused_with_the_value(tmp_path, tiny_shards, spec, match):
+    with pytest.raises(ConfigError, match=match):
+        load_sweep_config(write_sweep(tmp_path, tiny_shards, space={"variant": spec}))
