@@ -18,7 +18,7 @@ from fxdist import __version__
 from fxdist.errors import FxdistError
 
 # Modules that add subcommands; each must define register(subparsers).
-COMMAND_MODULES = ("data", "train", "pipeline", "evaluate", "export", "sweep", "submit", "raynode")
+COMMAND_MODULES = ("data", "train", "pipeline", "capture", "evaluate", "export", "sweep", "submit", "raynode")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -524,7 +524,8 @@ class Trainer:
         improved = self.best_val is None or val < self.best_val
         if improved:
             self.best_val = val
-        entry = {"step": self.step, "loss": loss, "val_esr": val, "baseline_val_esr": baseline, "samples_per_second": sps}
+        entry = {"step": self.step, "loss": loss, "val_esr": val, "baseline_val_esr": baseline, "samples_per_second": sps,
+                 "trained_seconds": round(self.elapsed(), 3)}
         self.history.append(entry)
         self._save(val, improved)
         if writer is not None:
