@@ -101,6 +101,10 @@ class TrainConfig:
     # is further along, so a run always anneals inside its budget. Checked after each step,
     # so a run can overshoot by one step and one validation.
     max_seconds: Optional[float] = None
+    # A wall-clock deadline (Unix time, as time.time()): the run stops there whatever its
+    # max_seconds, and its schedule anneals by it too. For runs that share one budget and
+    # may start late (a capture's candidates queued on fewer cores).
+    deadline: Optional[float] = None
     # Before the first step, set the weights by the family's direct fit on the whole training
     # tracks (fir: least squares; chorus: LFO search + Adam), then fine-tune by gradient
     # steps; best.pt keeps the fit if the steps do not beat it. Needs the training split in

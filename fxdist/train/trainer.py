@@ -134,7 +134,8 @@ class Trainer:
         # max_seconds bounds, and what the schedule follows when it is set.
         self.trained_seconds = 0.0
         self._run_started: float | None = None
-        budget = (lambda: self.elapsed() / cfg.max_seconds) if cfg.max_seconds else None
+        self._deadline_perf = 0.0
+        budget = self._time_progress if cfg.max_seconds or cfg.deadline else None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg.optim, cfg.steps, budget))
         self.train_module: nn.Module = self.model.train_module()
         if self.world > 1:
@@ -156,6 +157,20 @@ class Trainer:
             self._restore(load_checkpoint(self.last_path, map_location=self.device))
 
     # -- set-up -------------------------------------------------------------------------
+
+    def _time_progress(self) -> float:
+        """How far along the time budget is, 0 to 1: max_seconds' or the deadline's, whichever is nearer."""
+        progress = self.elapsed() / self.cfg.max_seconds if self.cfg.max_seconds else 0.0
+        if self.cfg.deadline is not None and self._run_started is not None:
+            now = time.perf_counter()
+            span = self._deadline_perf - self._run_started
+            progress = max(progress, 1.0 if span <= 0 else (now - self._run_started) / span)
+        return progress
+
+    def _over_budget(self) -> bool:
+        cfg = self.cfg
+        return (cfg.max_seconds is not None and self.elapsed() >= cfg.max_seconds) or (
+            cfg.deadline is not None and time.time() >= cfg.deadline)
 
     def elapsed(self) -> float:
         """Seconds of training so far, earlier starts of this run included."""
@@ -439,8 +454,10 @@ class Trainer:
         bar = self._progress_bar()
         batches = self._batches()
         started = self._run_started = time.perf_counter()
+        if cfg.deadline is not None:  # the deadline on the monotonic clock the schedule reads
+            self._deadline_perf = started + (cfg.deadline - time.time())
         samples = 0
-        over_budget = cfg.max_seconds is not None and self.elapsed() >= cfg.max_seconds
+        over_budget = self._over_budget()
         stopped_early = over_budget and self.step < cfg.steps
         if cfg.fit and self.step == 0:
             self._fit()
@@ -459,7 +476,7 @@ class Trainer:
                     for key, value in parts.items():
                         writer.add_scalar(f"train/{key}", value, self.step)
                     writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-                over_budget = cfg.max_seconds is not None and self.elapsed() >= cfg.max_seconds
+                over_budget = self._over_budget()
                 last = self.step == cfg.steps or over_budget
                 if self.step % cfg.val_every == 0 or last:
                     self._validate_and_report(loss, samples / max(elapsed, 1e-9), writer)

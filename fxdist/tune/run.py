@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fxdist.config import to_dict
+from fxdist.config import apply_overrides, to_dict
 from fxdist.errors import ClusterError
 from fxdist.storage import check_storage, delete_dir, join, list_names, normalise, read_text, write_text
 from fxdist.tune.config import ResourcesConfig, SweepConfig, _param_space, _pbt_mutation_keys, _domain, _Plan, plan_trials
@@ -321,9 +321,12 @@ def resume(
     num_cpus: int | None = None,
     on_report: ReportHook | None = None,
     trust: bool = False,
+    train_overrides: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Continue a killed or errored sweep: unfinished and errored trials go on from their
-    latest checkpoint; finished trials are not rerun. ``on_report`` as for ``sweep``.
+    latest checkpoint; finished trials are not rerun. ``on_report`` as for ``sweep``;
+    ``train_overrides``: dotted training keys changed for the trials that go on (a new
+    ``deadline``); keys that change the weights would not fit their checkpoints.
 
     ``Tuner.restore`` unpickles the folder's state, so a folder (or state file) not owned
     by the user or writable by group or others is refused first unless ``trust``
@@ -338,6 +341,8 @@ def resume(
     check_trusted(exp, trust)
     cfg, base = _load_spec(exp)
     _check_v2(cfg)
+    if train_overrides:
+        base = apply_overrides(base, train_overrides)
     plan = _Plan(base=base, max_steps=0, val_every=0)
     _restore_state_backup(exp)
     _repair_missing_checkpoints(exp)

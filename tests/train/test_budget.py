@@ -49,3 +49,18 @@ def test_budgeted_run_stops_annealed_and_resume_keeps_the_budget(tiny_shards, tm
     more_result = more.run()
     assert more_result.step > result.step
     assert budget + 2.0 <= more.elapsed() < budget + 4.0
+
+
+def test_a_deadline_stops_the_run_and_anneals_it(tiny_shards, tmp_path):
+    import time
+
+    cfg = tiny_config(tiny_shards, tmp_path / "run", steps=1_000_000, val_every=1_000_000, checkpoint_every=1_000_000,
+                      max_seconds=1000.0, deadline=time.time() + 3.0)
+    trainer = Trainer(cfg)
+    result = trainer.run()
+    assert result.stopped_early and result.step > 0
+    assert cfg.deadline <= time.time() < cfg.deadline + 2.0
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr * cfg.optim.min_lr_ratio, rel=0.05)
+
+    late = Trainer(dataclasses.replace(cfg, out_dir=str(tmp_path / "late"), deadline=time.time() - 1.0)).run()
+    assert late.stopped_early and late.step == 0
