@@ -209,7 +209,7 @@ def capture(source: str | Path, out: str | Path, cfg: CaptureConfig | None = Non
     ``source``: a folder of pairs as ``fxdist data import`` takes, or with ``signal`` (the
     re-amp file that was played, its ``.json`` sidecar beside it) the one recording of it.
     """
-    started = time.monotonic()
+    started, wall_start = time.monotonic(), time.time()
     cfg = cfg or CaptureConfig()
     out = Path(out)
     done = out / RESULT_FILE
@@ -219,6 +219,7 @@ def capture(source: str | Path, out: str | Path, cfg: CaptureConfig | None = Non
         return result
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: the capture folder is a file; choose another --out")
+    _pairs(Path(source), signal)  # refuse a missing or wrong source before anything is written
     work = _work_dir(out, cfg.overwrite and done.is_file())
     cores = cfg.threads or os.cpu_count() or 1
     stages = _read_stages(work)
@@ -245,7 +246,9 @@ def capture(source: str | Path, out: str | Path, cfg: CaptureConfig | None = Non
     _write_stages(work, stages)
     log(f"[3/5] sweep ({time.monotonic() - started:.0f} s in): {len(names)} candidate(s) on {cores} core(s): "
         + ", ".join(f"{n} {seconds[n]:.0f} s" for n in names) + f" -> {exp}")
-    _run_sweep(exp, names, seconds, shards, sr, cores, cfg)
+    # every candidate stops by then, however late it started (a fit can outrun its share)
+    deadline = wall_start + cfg.budget - after
+    _run_sweep(exp, names, seconds, shards, sr, cores, cfg, deadline)
 
     log(f"[4/5] pick ({time.monotonic() - started:.0f} s in): every candidate on the validation split")
     results, paths = _score_candidates(exp, names, seconds, shards, sr, work / "candidates", out)
@@ -313,15 +316,7 @@ def _import_and_shard(source: Path, signal: str | Path | None, work: Path, cfg: 
     if stages.get("sharded"):
         log(f"[1/5] import, [2/5] shard: kept from the earlier start ({shards})")
         return shards
-    if signal is not None:
-        if not source.is_file():
-            raise DataError(f"{source}: with --signal, give the one recording of it (a file), not a folder")
-        pairs: Any = [(Path(signal), source)]
-    else:
-        if source.is_file():
-            raise DataError(f"{source}: a single recording needs --signal, the re-amp file that was played into the device")
-        pairs = source
-    reports = import_pairs(pairs, root, sample_rate=cfg.sample_rate, effect_id=cfg.effect_id)
+    reports = import_pairs(_pairs(source, signal), root, sample_rate=cfg.sample_rate, effect_id=cfg.effect_id)
     for r in reports:
         log(f"[1/5] import: {r.track_id}: latency {r.latency_samples} samples by {r.method}, "
             f"{r.length} samples" + (f", split {r.split}" if r.split else ""))
@@ -332,21 +327,38 @@ def _import_and_shard(source: Path, signal: str | Path | None, work: Path, cfg: 
     return shards
 
 
+def _pairs(source: Path, signal: str | Path | None) -> Any:
+    """What ``import_pairs`` takes: the pairs folder, or [(signal, recording)]."""
+    if signal is not None:
+        if not Path(signal).is_file():
+            raise DataError(f"{signal}: no such re-amp signal file (--signal names the file that was played into the device)")
+        if not source.is_file():
+            raise DataError(f"{source}: with --signal, give the one recording of it (a file), not a folder")
+        return [(Path(signal), source)]
+    if source.is_file():
+        raise DataError(f"{source}: a single recording needs --signal, the re-amp file that was played into the device")
+    if not source.is_dir():
+        raise DataError(f"{source}: no such folder of recorded pairs (clean/ + processed/, or NAME_clean/NAME_processed files)")
+    return source
+
+
 def _run_sweep(exp: Path, names: Sequence[str], seconds: dict[str, float], shards: Path, sr: int, cores: int,
-               cfg: CaptureConfig) -> None:
+               cfg: CaptureConfig, deadline: float) -> None:
     from fxdist.tune import SweepConfig, has_experiment, resume, sweep
 
     if has_experiment(str(exp)):
         if cfg.cluster:
             _run_on_cluster(exp, None, cfg)
         else:
-            resume(str(exp), num_cpus=cores)
+            resume(str(exp), num_cpus=cores, train_overrides={"deadline": deadline})
         return
     variants = [_variant(n, seconds[n], sr) for n in names]
     sweep_cfg = from_dict(SweepConfig, {
-        "name": EXPERIMENT, "train": _train_base(shards, cfg), "space": {"variant": {"grid": variants}},
+        "name": EXPERIMENT, "train": {**_train_base(shards, cfg), "deadline": deadline},
+        "space": {"variant": {"grid": variants}},
         "scheduler": {"kind": "fifo"}, "max_concurrent_trials": cores, "max_failures": 1,
-        "time_budget_s": max(seconds.values()) * math.ceil(len(names) / cores) + 60.0 * len(names),
+        # Tune's own stop, should a trial hang past its deadline
+        "time_budget_s": max(30.0, deadline - time.time() + 30.0),
         "keep_checkpoints": 1, "storage": str(exp.parent), "verbose": 0,
     }, "<capture sweep>")
     if cfg.cluster:

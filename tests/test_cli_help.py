@@ -48,3 +48,13 @@ def test_the_generate_example_config_exists_and_holds_the_defaults():
     parser = dict(_commands(build_parser()))["data generate"]
     named = re.search(r"(configs/\S+\.yaml)", {a.dest: a.help for a in parser._actions}["config"]).group(1)
     assert load(GenerateConfig, REPO / named) == GenerateConfig()
+
+
+def test_capture_help_states_the_library_defaults():
+    from fxdist.capture import CANDIDATES, CaptureConfig
+    from fxdist.cli import capture as cli_capture
+
+    assert cli_capture.DEFAULT_BUDGET == CaptureConfig().budget
+    assert list(cli_capture.CANDIDATE_NAMES) == CaptureConfig().candidates and set(cli_capture.CANDIDATE_NAMES) <= set(CANDIDATES)
+    helps = {a.dest: a.help for a in dict(_commands(build_parser()))["capture"]._actions}
+    assert f"(default: {CaptureConfig().budget:.0f})" in helps["budget"]
