@@ -221,7 +221,7 @@ def capture(source: str | Path, out: str | Path, cfg: CaptureConfig | None = Non
         raise ConfigError(f"{out}: the capture folder is a file; choose another --out")
     _pairs(Path(source), signal)  # refuse a missing or wrong source before anything is written
     work = _work_dir(out, cfg.overwrite and done.is_file())
-    cores = cfg.threads or os.cpu_count() or 1
+    cores = _cores(cfg)
     stages = _read_stages(work)
 
     shards = _import_and_shard(Path(source), signal, work, cfg, stages, log)
@@ -246,8 +246,10 @@ def capture(source: str | Path, out: str | Path, cfg: CaptureConfig | None = Non
     _write_stages(work, stages)
     log(f"[3/5] sweep ({time.monotonic() - started:.0f} s in): {len(names)} candidate(s) on {cores} core(s): "
         + ", ".join(f"{n} {seconds[n]:.0f} s" for n in names) + f" -> {exp}")
-    # every candidate stops by then, however late it started (a fit can outrun its share)
-    deadline = wall_start + cfg.budget - after
+    # Every candidate stops by then, however late it started (a fit can outrun its share).
+    # On a cluster the job may wait in the queue: there the budget is the sweep's, each
+    # candidate bounded by its own share.
+    deadline = None if cfg.cluster else wall_start + cfg.budget - after
     _run_sweep(exp, names, seconds, shards, sr, cores, cfg, deadline)
 
     log(f"[4/5] pick ({time.monotonic() - started:.0f} s in): every candidate on the validation split")
@@ -274,6 +276,18 @@ def capture(source: str | Path, out: str | Path, cfg: CaptureConfig | None = Non
     write_text_atomic(done, json.dumps({"config": to_dict(cfg), "work": str(work), **dataclasses.asdict(result)}, indent=2))
     _drop_older_runs(out, work)
     return result
+
+
+def _cores(cfg: CaptureConfig) -> int:
+    """Candidates that run at once: --threads, else every CPU of the cluster's allocation or of this machine."""
+    if cfg.threads:
+        return cfg.threads
+    if cfg.cluster:
+        from fxdist.slurm.submit import load_cluster_config
+
+        site = load_cluster_config(cfg.cluster)
+        return site.nodes * site.cpus_per_node
+    return os.cpu_count() or 1
 
 
 def _work_dir(out: Path, new_run: bool) -> Path:
@@ -343,7 +357,7 @@ def _pairs(source: Path, signal: str | Path | None) -> Any:
 
 
 def _run_sweep(exp: Path, names: Sequence[str], seconds: dict[str, float], shards: Path, sr: int, cores: int,
-               cfg: CaptureConfig, deadline: float) -> None:
+               cfg: CaptureConfig, deadline: float | None) -> None:
     from fxdist.tune import SweepConfig, has_experiment, resume, sweep
 
     if has_experiment(str(exp)):
@@ -358,7 +372,7 @@ def _run_sweep(exp: Path, names: Sequence[str], seconds: dict[str, float], shard
         "space": {"variant": {"grid": variants}},
         "scheduler": {"kind": "fifo"}, "max_concurrent_trials": cores, "max_failures": 1,
         # Tune's own stop, should a trial hang past its deadline
-        "time_budget_s": max(30.0, deadline - time.time() + 30.0),
+        "time_budget_s": max(30.0, (deadline or time.time() + cfg.budget) - time.time() + 30.0),
         "keep_checkpoints": 1, "storage": str(exp.parent), "verbose": 0,
     }, "<capture sweep>")
     if cfg.cluster:
@@ -378,9 +392,14 @@ def _run_on_cluster(exp: Path, sweep_cfg, cfg: CaptureConfig) -> None:
         write_text_atomic(spec, yaml.safe_dump(to_dict(sweep_cfg), sort_keys=False))
     if not spec.is_file():
         raise ConfigError(f"{spec}: the capture's sweep config is missing; rerun with --overwrite")
-    job = submit(spec, cfg.cluster, storage=str(exp.parent)).job_id
-    while any(j.job_id == job for j in jobs()):
+    from fxdist.errors import ClusterError
+    from fxdist.tune import has_experiment
+
+    submitted = submit(spec, cfg.cluster, storage=str(exp.parent))
+    while any(j.job_id == submitted.job_id for j in jobs()):
         time.sleep(5.0)
+    if not has_experiment(str(exp)):
+        raise ClusterError(f"SLURM job {submitted.job_id} ended without running the capture's sweep; its logs: {submitted.logs_dir}")
 
 
 def _score_candidates(exp: Path, names: Sequence[str], seconds: dict[str, float], shards: Path, sr: int,
