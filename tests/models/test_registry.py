@@ -11,7 +11,8 @@ from fxdist.models.lstm import LSTMConfig, LSTMModel
 
 from .common import PRESETS
 
-FAMILIES = ["chorus", "cnn", "compressor", "fcn", "fir", "grainpitch", "lstm", "pvpitch", "tcn", "wavenet", "wh"]
+FAMILIES = ["chorus", "cnn", "compressor", "fcn", "fir", "grainpitch", "lstm", "nebula", "pvpitch", "tcn", "wavenet",
+            "wh"]
 
 
 def test_all_families_are_registered():
@@ -119,7 +120,7 @@ def test_bad_values_are_config_errors_naming_the_source(cfg, fragment):
 
 # Gray-box families of a fixed structure (a handful of physical parameters, or filter lengths
 # set by the effect's duration) have one preset, ``<family>.yaml``, instead of three sizes.
-UNSIZED = {"compressor", "pvpitch", "wh"}
+UNSIZED = {"compressor", "nebula", "pvpitch", "wh"}
 
 
 def test_presets_cover_every_family_and_size():
