@@ -63,6 +63,8 @@ CANDIDATES: dict[str, Candidate] = {
     "compressor": Candidate("compressor", fit=True, weight=0.25),
     "wavenet": Candidate("wavenet-small", train={"optim.lr": 0.004}),
     "lstm": Candidate("lstm-small", train={"optim.lr": 0.008}),
+    # Wiener-Hammerstein fitted first, then a small WaveNet trained beside it (fxdist.models.hybrid).
+    "hybrid": Candidate("hybrid", fit=True, train={"optim.lr": 0.004}),
 }
 DEFAULT_CANDIDATES = ("wavenet", "lstm", "wh", "fir", "compressor")
 

@@ -55,6 +55,7 @@ def test_capture_help_states_the_library_defaults():
     from fxdist.cli import capture as cli_capture
 
     assert cli_capture.DEFAULT_BUDGET == CaptureConfig().budget
-    assert list(cli_capture.CANDIDATE_NAMES) == CaptureConfig().candidates and set(cli_capture.CANDIDATE_NAMES) <= set(CANDIDATES)
+    assert list(cli_capture.CANDIDATE_NAMES) == CaptureConfig().candidates
+    assert set(cli_capture.CANDIDATE_NAMES) | set(cli_capture.OTHER_CANDIDATES) == set(CANDIDATES)
     helps = {a.dest: a.help for a in dict(_commands(build_parser()))["capture"]._actions}
     assert f"(default: {CaptureConfig().budget:.0f})" in helps["budget"]

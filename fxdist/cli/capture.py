@@ -9,6 +9,7 @@ from fxdist.cli import parse_overrides
 # Copies of fxdist.capture's defaults (importing it here would load torch for every command).
 DEFAULT_BUDGET = 240.0
 CANDIDATE_NAMES = ("wavenet", "lstm", "wh", "fir", "compressor")
+OTHER_CANDIDATES = ("hybrid",)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET,
                    help=f"wall-clock seconds for the whole capture, import to exports (default: {DEFAULT_BUDGET:.0f})")
     p.add_argument("--threads", type=int, help="cores to use, one candidate per core (default: every core)")
-    p.add_argument("--candidates", help=f"comma-separated candidate names (default: all of {','.join(CANDIDATE_NAMES)})")
+    p.add_argument("--candidates", help=f"comma-separated candidate names (default: {','.join(CANDIDATE_NAMES)}; "
+                   f"also: {','.join(OTHER_CANDIDATES)})")
     p.add_argument("--effect-id", default="capture", help="name of the effect in the data and exports (default: capture)")
     p.add_argument("--sample-rate", type=int, help="import rate (default: the files' own)")
     p.add_argument("--cluster", help="site YAML (configs/cluster/): run the sweep as a SLURM job instead of on local Ray")

@@ -1,4 +1,4 @@
-"""Model families (chorus, cnn, compressor, fcn, fir, grainpitch, lstm, nebula, pvpitch, tcn, wavenet, wh) behind one interface and a registry.
+"""Model families (chorus, cnn, compressor, fcn, fir, grainpitch, hybrid, lstm, nebula, pvpitch, tcn, wavenet, wh) behind one interface and a registry.
 
 >>> from fxdist.models import build_model
 >>> model = build_model({"family": "lstm", "hidden_size": 8})
@@ -19,7 +19,7 @@ from fxdist.models.registry import (
 )
 
 # Imported for their @register side effect.
-from fxdist.models import chorus, cnn, compressor, fir, grainpitch, lstm, nebula, pvpitch, tcn, wavenet, wh  # noqa: F401  isort: skip
+from fxdist.models import chorus, cnn, compressor, fir, grainpitch, hybrid, lstm, nebula, pvpitch, tcn, wavenet, wh  # noqa: F401  isort: skip
 from fxdist.models.mol import mol_mean, mol_nll, mol_sample
 
 __all__ = [

@@ -10,13 +10,13 @@ the first steps move ``alpha`` and, through it, the network.
 
 Receptive field: parallel ``max(RF_g, RF_r)``, post ``RF_g + RF_r - 1``. Valid convolution as
 every conv family: forward on T samples gives T - RF + 1 outputs, both paths cut to the newest
-ones. Streaming keeps RF - 1 samples and reruns forward (``RerunStream``).
+ones. Streaming runs the stages' own streaming modules (``_HybridStream``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from fxdist.config import load_yaml
 from fxdist.errors import ModelError
 from fxdist.models.base import EffectModel
 from fxdist.models.registry import build_model, get, register
+from fxdist.models.streaming import StreamingModule
 from fxdist.presets import model_preset
 
 
@@ -110,5 +111,44 @@ class HybridModel(EffectModel):
             self.alpha.zero_()
         return {f"gray.{k}": v for k, v in values.items()}
 
+    def stream_module(self, conv_as: str = "matmul") -> StreamingModule:
+        return _HybridStream(self, conv_as).eval()
+
     def describe(self) -> str:
         return f"hybrid ({self.gray.describe()} + {self.residual.describe()} on the {self.cfg.residual_input} input)"
+
+
+class _HybridStream(StreamingModule):
+    """The stages' streaming modules: in parallel both take the input block; as a post-stage the
+    network takes the gray stage's output block. State: the gray stage's list, then the network's.
+    A post-stage network starts from what it sees after a silence (the gray stage's output for
+    zeros, not zeros), as ``forward`` over the signal preceded by zeros does."""
+
+    def __init__(self, model: HybridModel, conv_as: str):
+        super().__init__()
+        self.gray = model.gray.stream_module(conv_as)
+        self.residual = model.residual.stream_module(conv_as)
+        self.register_buffer("alpha", model.alpha.detach().clone())
+        self.post = model.cfg.residual_input == "gray"
+        self.n_gray = len(self.gray.initial_state(1))
+        self.lead = model.residual.receptive_field - 1
+        self.unscriptable = self.gray.unscriptable or self.residual.unscriptable
+
+    def forward(self, x: Tensor, state: List[Tensor]) -> Tuple[Tensor, List[Tensor]]:
+        g, gs = self.gray(x, state[: self.n_gray])
+        r, rs = self.residual(g if self.post else x, state[self.n_gray :])
+        return g + self.alpha * r, gs + rs
+
+    @torch.jit.export
+    def initial_state(self, batch: int) -> List[Tensor]:
+        gs = self.gray.initial_state(batch)
+        rs = self.residual.initial_state(batch)
+        if self.post and self.lead > 0:
+            g0, gs = self.gray(torch.zeros(batch, 1, self.lead), gs)
+            _, rs = self.residual(g0, rs)
+        return gs + rs
+
+    def scriptable(self) -> "_HybridStream":
+        self.gray = self.gray.scriptable()
+        self.residual = self.residual.scriptable()
+        return self

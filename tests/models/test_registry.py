@@ -11,7 +11,7 @@ from fxdist.models.lstm import LSTMConfig, LSTMModel
 
 from .common import PRESETS
 
-FAMILIES = ["chorus", "cnn", "compressor", "fcn", "fir", "grainpitch", "lstm", "nebula", "pvpitch", "tcn", "wavenet",
+FAMILIES = ["chorus", "cnn", "compressor", "fcn", "fir", "grainpitch", "hybrid", "lstm", "nebula", "pvpitch", "tcn", "wavenet",
             "wh"]
 
 
@@ -120,7 +120,7 @@ def test_bad_values_are_config_errors_naming_the_source(cfg, fragment):
 
 # Gray-box families of a fixed structure (a handful of physical parameters, or filter lengths
 # set by the effect's duration) have one preset, ``<family>.yaml``, instead of three sizes.
-UNSIZED = {"compressor", "nebula", "pvpitch", "wh"}
+UNSIZED = {"compressor", "hybrid", "nebula", "pvpitch", "wh"}
 
 
 def test_presets_cover_every_family_and_size():
