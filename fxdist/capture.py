@@ -65,6 +65,8 @@ CANDIDATES: dict[str, Candidate] = {
     "lstm": Candidate("lstm-small", train={"optim.lr": 0.008}),
     # Wiener-Hammerstein fitted first, then a small WaveNet trained beside it (fxdist.models.hybrid).
     "hybrid": Candidate("hybrid", fit=True, train={"optim.lr": 0.004}),
+    # Level-dependent impulse responses (dynamic convolution, fxdist.models.nebula).
+    "nebula": Candidate("nebula", fit=True, weight=0.25),
 }
 DEFAULT_CANDIDATES = ("wavenet", "lstm", "wh", "fir", "compressor")
 

@@ -9,7 +9,7 @@ from fxdist.cli import parse_overrides
 # Copies of fxdist.capture's defaults (importing it here would load torch for every command).
 DEFAULT_BUDGET = 240.0
 CANDIDATE_NAMES = ("wavenet", "lstm", "wh", "fir", "compressor")
-OTHER_CANDIDATES = ("hybrid",)
+OTHER_CANDIDATES = ("hybrid", "nebula")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
