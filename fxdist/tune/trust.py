@@ -24,10 +24,12 @@ import pyarrow.fs as pafs
 
 from fxdist import storage
 from fxdist.errors import ClusterError
-from fxdist.tune.state import STATE_BACKUP_DIR, STATE_FILES
+from fxdist.tune.state import STATE_BACKUP_DIR, STATE_BACKUP_FILE, STATE_FILES
 
-# Files in the experiment folder (and in its STATE_BACKUP_DIR copy) that Ray unpickles.
+# Files in the experiment folder that Ray unpickles.
 EXPERIMENT_PICKLES = ("tuner.pkl", *(pattern for pattern, _fmt, _what in STATE_FILES))
+# The file in its STATE_BACKUP_DIR: a set of those state files that resume puts back for Ray.
+BACKUP_PICKLES = (STATE_BACKUP_FILE,)
 # Files in each trial folder that Ray unpickles (error.pkl) or could (params.pkl).
 TRIAL_PICKLES = ("*.pkl",)
 
@@ -70,7 +72,7 @@ def _state_folders(root: str) -> Iterator[tuple[str, tuple[str, ...]]]:
         if not entry.is_dir():  # follows links: a linked folder is checked, link and target
             continue
         if entry.name == STATE_BACKUP_DIR:
-            yield entry.path, EXPERIMENT_PICKLES
+            yield entry.path, BACKUP_PICKLES
         elif entry.is_symlink() or os.path.isfile(os.path.join(entry.path, "params.json")):
             yield entry.path, TRIAL_PICKLES  # a trial folder (or a link posing as one)
 

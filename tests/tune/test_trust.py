@@ -14,6 +14,7 @@ import pytest
 
 from fxdist.cli import main
 from fxdist.tune import STATE_BACKUP_DIR, best, resume, status, sweep
+from fxdist.tune.state import STATE_BACKUP_FILE
 from fxdist.tune.trust import UntrustedExperiment, check_trusted
 from tests.tune.sweeps import tiny
 
@@ -34,7 +35,7 @@ def fake_experiment(root: Path, marker: Path) -> Path:
     (exp / STATE_BACKUP_DIR).mkdir(parents=True)
     (exp / "tuner.pkl").write_bytes(pickle.dumps(Planted(marker)))
     (exp / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
-    (exp / STATE_BACKUP_DIR / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
+    (exp / STATE_BACKUP_DIR / STATE_BACKUP_FILE).write_text('{"files": {}}')
     (exp / "fxdist-sweep.json").write_text("{}")
     trial = exp / "abc_00000"
     trial.mkdir()
@@ -55,7 +56,7 @@ def add_mode(path: Path, bits: int) -> None:
     ("tuner.pkl", stat.S_IWGRP, "writable by its group"),
     ("experiment_state-2026-01-01_00-00-00.json", stat.S_IWOTH, "writable by others"),
     (STATE_BACKUP_DIR, stat.S_IWGRP, "writable by its group"),
-    (f"{STATE_BACKUP_DIR}/experiment_state-2026-01-01_00-00-00.json", stat.S_IWGRP, "writable by its group"),
+    (f"{STATE_BACKUP_DIR}/{STATE_BACKUP_FILE}", stat.S_IWGRP, "writable by its group"),
     ("abc_00000", stat.S_IWGRP | stat.S_IWOTH, "writable by its group and others"),
     ("abc_00000/params.pkl", stat.S_IWOTH, "writable by others"),
 ])
