@@ -459,7 +459,7 @@ class Trainer:
         samples = 0
         over_budget = self._over_budget()
         stopped_early = over_budget and self.step < cfg.steps
-        if cfg.fit and self.step == 0:
+        if cfg.fit and self.step == 0 and not over_budget:
             self._fit()
         self.model.train()
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -203,13 +204,14 @@ def _run_trial(config, setup, run_dir: Path, checkpoint, reporter: Callable[[dic
 
     reports_before = last_report[1]
     train(cfg, report)
-    if world == 1 and last_report[1] == reports_before and restored_step >= cfg.steps:
-        # Restored at its last step: the run was complete, but a driver killed right after the
-        # final report (a requeue) may not have kept that row. Report it again from the run's log.
+    if world == 1 and last_report[1] == reports_before:
+        # train() reported nothing: it was restored at its last step (a driver killed right after
+        # the final report, a requeue, may not have kept that row), or its time budget or
+        # deadline had run out before a step. Tune refuses a trial whose last result lacks the
+        # metric: report the run's last row again, or that it never validated.
         # (Not with several Ray Train workers: their reports must stay in step across ranks.)
         final = _last_metrics(run_dir)
-        if final is not None:
-            report(final, None)
+        report(final if final is not None else {"step": restored_step, setup["metric"]: math.inf}, None)
     share = run_dir / "data-share.json"
     if share.exists():  # which shard row groups this rank streamed, kept beside the trial
         storage.write_text(storage.join(setup["experiment_path"], trial_id, "data-share", f"rank{rank}.json"), share.read_text())

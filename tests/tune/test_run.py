@@ -267,3 +267,17 @@ def test_unwritable_storage(tiny_shards, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ClusterError, match=re.escape(f"storage {blocker}/sweeps is not writable")):
         sweep(tiny(tiny_shards, "x"), storage=str(blocker / "sweeps"))
+
+
+@pytest.mark.slow
+def test_a_trial_out_of_time_before_its_first_step_ends_the_sweep_cleanly(ray_session, tiny_shards, tmp_path):
+    """A trial whose deadline has passed when it starts reports that it never validated (Tune
+    refuses a last result without the metric) and the others run as usual."""
+    variants = [{"optim.lr": 0.003}, {"optim.lr": 0.03, "deadline": time.time() - 1.0}]
+    cfg = tiny(tiny_shards, "late", space={"variant": {"grid": variants}})
+    result = sweep(cfg, storage=str(tmp_path / "sweeps"))
+    assert result.errors == 0
+    rows = {r.config["variant"]["optim.lr"]: r for r in status(result.experiment_path)}
+    assert rows[0.003].state == rows[0.03].state == "TERMINATED"
+    assert rows[0.003].step == 20 and rows[0.03].val_esr == float("inf")
+    assert [b.config["variant"]["optim.lr"] for b in best(result.experiment_path, top=5)] == [0.003]
