@@ -58,10 +58,12 @@ class Candidate:
 
 # Gray-box fits are cheap and get a quarter share; black-box models train for a full one.
 CANDIDATES: dict[str, Candidate] = {
-    "fir": Candidate("fir-small", fit=True, weight=0.25),
+    # 1.5 s at 48 kHz: cabinets and filters, and delays and reverbs up to that long.
+    "fir": Candidate("fir-large", fit=True, weight=0.25),
     "wh": Candidate("wh", fit=True, weight=0.25),
     "compressor": Candidate("compressor", fit=True, weight=0.25),
-    "wavenet": Candidate("wavenet-small", train={"optim.lr": 0.004}),
+    # 8 windows of 8192 outputs: 1.6x the samples/s of 16 x 4096 on one core (benchmarks/train_throughput.py)
+    "wavenet": Candidate("wavenet-small", train={"optim.lr": 0.004, "data.batch_size": 8, "data.output_len": 8192}),
     "lstm": Candidate("lstm-small", train={"optim.lr": 0.008}),
     # Wiener-Hammerstein fitted first, then a small WaveNet trained beside it (fxdist.models.hybrid).
     "hybrid": Candidate("hybrid", fit=True, train={"optim.lr": 0.004}),
@@ -170,8 +172,9 @@ def plan_seconds(weights: Sequence[float], cores: int, seconds: float, overhead:
 
 
 def _order(names: Sequence[str]) -> list[str]:
-    """Longest first, so that the short fits fill the cores the long runs leave."""
-    return sorted(names, key=lambda n: -CANDIDATES[n].weight)
+    """The direct fits first: their time is the least predictable (a fit cannot stop halfway),
+    and the gradient runs after them stop at the common deadline whatever the fits took."""
+    return sorted(names, key=lambda n: (not CANDIDATES[n].fit, CANDIDATES[n].weight))
 
 
 def _variant(name: str, seconds: float, sample_rate: int) -> dict[str, Any]:
