@@ -29,7 +29,7 @@ SWEEP = REPO / "configs/sweep/tiny.yaml"
 CLUSTER = REPO / "configs/cluster/local.yaml"
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"}
 pytestmark = pytest.mark.slow
-STEPS = 4000  # long enough (~1 min) for the clients to be refused while the sweep runs
+STEPS = 10000  # long enough (~2 min on an idle machine) for the clients to be refused while the sweep runs
 
 # Connects, prints the node count; any failure is a non-zero exit with Ray's message on stderr.
 _CLIENT = "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); print('nodes', len(ray.nodes()))"

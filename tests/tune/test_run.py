@@ -100,7 +100,7 @@ def test_killed_driver_resumes_unfinished_trials_only(ray_session, tiny_shards, 
         "name": "kill",
         "train": str(REPO / "configs/train/tiny.yaml"),
         "overrides": {"data.shards": str(tiny_shards), "val_every": 20, "checkpoint_every": 20},
-        "space": {"steps": {"grid": [40, 400]}},
+        "space": {"steps": {"grid": [40, 2000]}},
         "max_concurrent_trials": 1,
         "scheduler": {"kind": "fifo"},
         "keep_checkpoints": 2,
@@ -127,7 +127,7 @@ def test_killed_driver_resumes_unfinished_trials_only(ray_session, tiny_shards, 
         try:
             while True:
                 dirs = trial_dirs()
-                if 400 in dirs and len(results(dirs[400])) >= 3:  # the long trial checkpointed 3 times (step 60)
+                if 2000 in dirs and len(results(dirs[2000])) >= 3:  # the long trial checkpointed 3 times (step 60)
                     break
                 assert proc.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
@@ -138,11 +138,11 @@ def test_killed_driver_resumes_unfinished_trials_only(ray_session, tiny_shards, 
             proc.wait()
     time.sleep(3)  # trial processes of the dead cluster notice their raylet is gone and exit
 
-    short, long = dirs[40], dirs[400]
+    short, long = dirs[40], dirs[2000]
     short_rows = results(short)
     assert [r["step"] for r in short_rows] == [20, 40]  # finished before the kill
     before = results(long)
-    assert before[-1]["step"] < 400
+    assert before[-1]["step"] < 2000
     # the sweep kept a complete set of Ray's experiment and search states, for a file cut off by the kill
     kept = _read_backup(str(exp))
     assert kept is not None
@@ -151,7 +151,7 @@ def test_killed_driver_resumes_unfinished_trials_only(ray_session, tiny_shards, 
     outcome = resume(exp)
 
     assert outcome.errors == 0
-    assert {r.config["steps"]: (r.state, r.step) for r in outcome.trials} == {40: ("TERMINATED", 40), 400: ("TERMINATED", 400)}
+    assert {r.config["steps"]: (r.state, r.step) for r in outcome.trials} == {40: ("TERMINATED", 40), 2000: ("TERMINATED", 2000)}
     assert results(short) == short_rows and len(starts(short)) == 1  # not rerun
     attempts = starts(long)
     assert len(attempts) == 2 and attempts[1]["from_step"] >= 20
