@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from fxdist.config import from_dict, to_dict
 from fxdist.errors import ConfigError, DataError
-from fxdist.fsutil import write_text_atomic
+from fxdist.fsutil import atomic_path, write_text_atomic
 
 RESULT_FILE = "capture.json"
 STAGES_FILE = "stages.json"
@@ -503,9 +503,8 @@ def _exports(best: Path, folder: Path, name: str) -> tuple[list[str], list[str]]
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def _read_result(path: Path) -> CaptureResult:

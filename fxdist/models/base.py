@@ -271,6 +271,24 @@ def check_positive(owner: str, **values: int) -> None:
             raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
 
 
+def fit_tracks(family: str, pairs: Any) -> list[tuple[Any, Any]]:
+    """A direct fit's (clean, target) pairs as float64 (N,) arrays, empty ones dropped;
+    ModelError naming the track for mismatched lengths or NaN/Inf."""
+    import numpy as np
+
+    tracks = []
+    for i, (clean, target) in enumerate(pairs):
+        c = np.asarray(clean, dtype=np.float64).ravel()
+        t = np.asarray(target, dtype=np.float64).ravel()
+        if c.shape != t.shape:
+            raise ModelError(f"{family}: track {i}: clean has {c.size} samples but its target has {t.size}")
+        if not (np.isfinite(c).all() and np.isfinite(t).all()):
+            raise ModelError(f"{family}: track {i}: clean or target holds NaN/Inf")
+        if c.size:
+            tracks.append((c, t))
+    return tracks
+
+
 def receptive_field_of(kernel_size: int, dilations: list[int]) -> int:
     """1 + sum((kernel_size - 1) * d) for a stack of valid dilated convs."""
     return 1 + sum((kernel_size - 1) * d for d in dilations)

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fxdist.errors import ModelError
-from fxdist.models.base import EffectModel, check_positive
+from fxdist.models.base import EffectModel, check_positive, fit_tracks
 from fxdist.models.fir import DIRECT_MAX_TAPS, fft_convolve_valid
 from fxdist.models.registry import register
 from fxdist.models.streaming import StreamingModule
@@ -206,16 +206,7 @@ def fit_nebula(model: NebulaModel, pairs: Sequence[tuple[np.ndarray, np.ndarray]
 
 def _checked_tracks(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
     """The pairs as float64 (N,) arrays, empty ones dropped; mismatched, non-finite or silent ones raise."""
-    tracks = []
-    for i, (clean, target) in enumerate(pairs):
-        c = np.asarray(clean, dtype=np.float64).ravel()
-        t = np.asarray(target, dtype=np.float64).ravel()
-        if c.shape != t.shape:
-            raise ModelError(f"nebula: track {i}: clean has {c.size} samples but its target has {t.size}")
-        if not (np.isfinite(c).all() and np.isfinite(t).all()):
-            raise ModelError(f"nebula: track {i}: clean or target holds NaN/Inf")
-        if c.size:
-            tracks.append((c, t))
+    tracks = fit_tracks("nebula", pairs)
     if not any(np.any(c) for c, _ in tracks) or not any(np.any(t) for _, t in tracks):
         raise ModelError("nebula: fit needs at least one (clean, target) track with non-silent clean and target audio")
     return tracks

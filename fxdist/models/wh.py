@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fxdist.errors import ModelError
-from fxdist.models.base import EffectModel, check_positive
+from fxdist.models.base import EffectModel, check_positive, fit_tracks
 from fxdist.models.fir import DIRECT_MAX_TAPS, _fast_size, fft_convolve_valid, fit_least_squares
 from fxdist.models.registry import register
 from fxdist.models.streaming import StreamingModule
@@ -318,16 +318,7 @@ def _fit_wh(model: WHModel, pairs: Sequence[tuple[np.ndarray, np.ndarray]], log:
 
     cfg = model.cfg
     t0 = time.perf_counter()
-    tracks = []
-    for i, (clean, target) in enumerate(pairs):
-        c = np.asarray(clean, dtype=np.float64).ravel()
-        t = np.asarray(target, dtype=np.float64).ravel()
-        if c.shape != t.shape:
-            raise ModelError(f"wh: track {i}: clean has {c.size} samples but its target has {t.size}")
-        if not (np.isfinite(c).all() and np.isfinite(t).all()):
-            raise ModelError(f"wh: track {i}: clean or target holds NaN/Inf")
-        if c.size:
-            tracks.append((c, t))
+    tracks = fit_tracks("wh", pairs)
     if not tracks or not any(np.any(t) for _, t in tracks):
         raise ModelError("wh: fit needs at least one (clean, target) track with a non-silent target")
     sr, nyquist_cap = cfg.sample_rate, 0.45 * cfg.sample_rate
