@@ -159,7 +159,7 @@ class Trainer:
     # -- set-up -------------------------------------------------------------------------
 
     def _time_progress(self) -> float:
-        """How far along the time budget is, 0 to 1: max_seconds' or the deadline's, whichever is nearer."""
+        """How far along the time budget is, 0 to 1: max_seconds' or the deadline's, whichever is further along."""
         progress = self.elapsed() / self.cfg.max_seconds if self.cfg.max_seconds else 0.0
         if self.cfg.deadline is not None and self._run_started is not None:
             now = time.perf_counter()
